@@ -1,0 +1,136 @@
+#pragma once
+// The backend seam: the primitive set every algorithm of linalg/, lora/ and
+// llama/ is written against, stated as a C++20 concept.
+//
+// A backend is a small object (the CPU one is nearly empty; the CUDA one owns a
+// stream, library handles and workspace) with a member template
+// `Matrix<T>`: an owning, column-major rows x cols matrix of T in the backend's
+// memory. Generic code receives the backend as its first argument and touches
+// matrices only through these primitives plus `rows()` and `cols()`; it never
+// sees Eigen or CUDA. To add a backend (ROCm, a sharded one), provide exactly
+// what `Backend` below asks for and run tests/parity against the CPU.
+//
+// Conventions every primitive follows:
+//   * shapes are checked and a mismatch throws loranull::error;
+//   * outputs never alias inputs (checked where it could silently corrupt);
+//   * eigenvalues and singular values come back to the host as std::vector<T>:
+//     there are few of them and the algorithms sort, sum and print them.
+
+#include <concepts>
+#include <vector>
+
+#include "loranull/core/host_matrix.hpp"
+#include "loranull/core/types.hpp"
+
+namespace loranull {
+
+/// Eigenpairs of a symmetric matrix; vectors column j <-> values[j]. The
+/// primitives return them in ascending order of the values; linalg's truncated
+/// solvers document their own order.
+template <class T, class Matrix>
+struct SymmetricEigen {
+    std::vector<T> values;  // k
+    Matrix vectors;         // n x k, orthonormal columns
+};
+
+/// Thin singular value decomposition A = U diag(S) V^T with p = min(m, n)
+/// (or fewer, when truncated).
+template <class T, class Matrix>
+struct ThinSvd {
+    Matrix U;                       // m x p, orthonormal columns
+    std::vector<T> singular_values; // p, descending, >= 0
+    Matrix V;                       // n x p, orthonormal columns
+};
+
+/// The matrix type of backend B for scalar T.
+template <class B, class T>
+using matrix_t = typename B::template Matrix<T>;
+
+/// The primitives, for one scalar type T.
+template <class B, class T>
+concept BackendFor = Real<T> && requires(B& b, matrix_t<B, T>& out, const matrix_t<B, T>& a,
+                                         const HostMatrix<T>& host, T alpha, index i,
+                                         const std::vector<T>& diag, Op op) {
+    // --- storage -------------------------------------------------------------
+    // rows x cols of zeros.
+    { b.template zeros<T>(i, i) } -> std::same_as<matrix_t<B, T>>;
+    // Matrices name their scalar type as Eigen does.
+    requires std::same_as<typename matrix_t<B, T>::Scalar, T>;
+    { a.rows() } -> std::convertible_to<index>;
+    { a.cols() } -> std::convertible_to<index>;
+    // Host <-> backend copies (the only way data crosses the seam).
+    { b.upload(host) } -> std::same_as<matrix_t<B, T>>;
+    { b.download(a) } -> std::same_as<HostMatrix<T>>;
+    // A copy of the block of `rows` x `cols` starting at (row0, col0).
+    { b.block(a, i, i, i, i) } -> std::same_as<matrix_t<B, T>>;
+    // The columns of A listed in `which`, in that order (a gather).
+    { b.select_columns(a, std::vector<index>{}) } -> std::same_as<matrix_t<B, T>>;
+
+    // --- products ------------------------------------------------------------
+    // out = alpha * op(A) * op(B) + beta * out; out is presized, and with
+    // beta == 0 its old contents are ignored (NaN included).
+    b.gemm(op, op, alpha, a, a, alpha, out);
+    // Symmetric rank-k update of the lower triangle: out_lower += alpha * X X^T
+    // (X is n x k, out n x n). The strictly upper triangle is not touched. This
+    // is the covariance kernel: half the flops of a general product.
+    b.syrk_lower(alpha, a, out);
+    // Copies the lower triangle onto the upper one: out = tril(out) + tril(out, -1)^T.
+    b.symmetrize_lower(out);
+
+    // --- decompositions (inputs are not modified) ----------------------------
+    // All eigenpairs of symmetric A (its lower triangle is read): LAPACK ?syevd.
+    { b.symmetric_eigen(a) } -> std::same_as<SymmetricEigen<T, matrix_t<B, T>>>;
+    // Eigenpairs first .. first + count - 1 in ascending order of the values
+    // (0-based): LAPACK ?syevr with RANGE = 'I', cuSOLVER syevdx.
+    { b.symmetric_eigen_range(a, i, i) } -> std::same_as<SymmetricEigen<T, matrix_t<B, T>>>;
+    // Thin SVD (p = min(m, n)): LAPACK ?gesdd, cuSOLVER gesvd(j).
+    { b.thin_svd(a) } -> std::same_as<ThinSvd<T, matrix_t<B, T>>>;
+    // The m x min(m, n) factor Q of a thin QR decomposition A = Q R.
+    { b.thin_q(a) } -> std::same_as<matrix_t<B, T>>;
+
+    // --- elementwise and reductions ------------------------------------------
+    b.scale(alpha, out);              // out *= alpha
+    b.axpy(alpha, a, out);            // out += alpha * A
+    b.scale_columns(out, diag);       // out(:, j) *= diag[j]
+    b.add_to_diagonal(out, alpha);    // out(i, i) += alpha
+    { b.trace(a) } -> std::same_as<T>;
+    { b.max_coeff(a) } -> std::same_as<T>;       // signed maximum entry
+    { b.frobenius_norm(a) } -> std::same_as<T>;
+    { b.all_finite(a) } -> std::same_as<bool>;   // no NaN, no Inf
+};
+
+/// A backend: every primitive in float and double, plus the two mixed-precision
+/// ones that calibration needs (float activations into a double accumulator).
+template <class B>
+concept Backend = BackendFor<B, float> && BackendFor<B, double> &&
+                  requires(B& b, const matrix_t<B, float>& x, matrix_t<B, double>& c) {
+                      b.syrk_lower(1.0, x, c);
+                      { b.template convert<double>(x) } -> std::same_as<matrix_t<B, double>>;
+                  };
+
+// --- small helpers that read better than the primitives in generic code ------
+
+/// rows x cols zeros of T on backend b.
+template <Real T, class B>
+matrix_t<B, T> zeros(B& b, index rows, index cols) {
+    return b.template zeros<T>(rows, cols);
+}
+
+/// op(A) * op(C), freshly allocated.
+template <class B, class M>
+M product(B& b, const M& a, const M& c, Op op_a = Op::none, Op op_c = Op::none) {
+    using T = typename M::Scalar;
+    const index rows = op_a == Op::none ? a.rows() : a.cols();
+    const index cols = op_c == Op::none ? c.cols() : c.rows();
+    M out = zeros<T>(b, rows, cols);
+    b.gemm(op_a, op_c, T(1), a, c, T(0), out);
+    return out;
+}
+
+/// Columns first .. first + count - 1 of A, copied.
+template <class B, class M>
+M columns(B& b, const M& a, index first, index count) {
+    return b.block(a, 0, first, a.rows(), count);
+}
+
+}  // namespace loranull

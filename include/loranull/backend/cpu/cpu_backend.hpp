@@ -1,0 +1,265 @@
+#pragma once
+// The CPU backend: Eigen matrices, Eigen for products and elementwise work,
+// OpenBLAS ?syrk for the covariance kernel, LAPACKE for the decompositions
+// (?syevd, ?syevr, ?gesdd, ?geqrf/?orgqr).
+//
+// Define LORANULL_CPU_NO_LAPACK to build without OpenBLAS/LAPACKE: the
+// decompositions then fall back to Eigen's own solvers (cpu/reference.hpp),
+// correct but several times slower.
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include <Eigen/Dense>
+
+#include "loranull/backend/backend.hpp"
+#include "loranull/backend/cpu/reference.hpp"
+#include "loranull/core/error.hpp"
+#ifndef LORANULL_CPU_NO_LAPACK
+#include "loranull/backend/cpu/lapack.hpp"
+#endif
+
+namespace loranull {
+
+class CpuBackend {
+public:
+    /// Column-major, owning; Eigen's MatrixX<T>.
+    template <class T>
+    using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+
+    /// "cpu", for messages, files and benchmark labels.
+    static constexpr const char* name() { return "cpu"; }
+
+    // --- storage -------------------------------------------------------------
+
+    template <Real T>
+    Matrix<T> zeros(index rows, index cols) const {
+        require(rows >= 0 && cols >= 0, "CpuBackend::zeros", "negative shape ", shape_string(rows, cols));
+        return Matrix<T>::Zero(rows, cols);
+    }
+
+    template <Real T>
+    Matrix<T> upload(const HostMatrix<T>& host) const {
+        return Eigen::Map<const Matrix<T>>(host.data(), host.rows(), host.cols());
+    }
+
+    template <Real T>
+    HostMatrix<T> download(const Matrix<T>& a) const {
+        HostMatrix<T> host(a.rows(), a.cols());
+        Eigen::Map<Matrix<T>>(host.data(), a.rows(), a.cols()) = a;
+        return host;
+    }
+
+    template <Real T>
+    Matrix<T> block(const Matrix<T>& a, index row0, index col0, index rows, index cols) const {
+        require(row0 >= 0 && col0 >= 0 && rows >= 0 && cols >= 0 && row0 + rows <= a.rows() &&
+                    col0 + cols <= a.cols(),
+                "CpuBackend::block", "block of ", shape_string(rows, cols), " at (", row0, ", ", col0,
+                ") does not fit a ", shape_string(a.rows(), a.cols()), " matrix");
+        return a.block(row0, col0, rows, cols);
+    }
+
+    template <Real T>
+    Matrix<T> select_columns(const Matrix<T>& a, const std::vector<index>& which) const {
+        Matrix<T> out(a.rows(), static_cast<index>(which.size()));
+        for (std::size_t j = 0; j < which.size(); ++j) {
+            require(which[j] >= 0 && which[j] < a.cols(), "CpuBackend::select_columns", "column ", which[j],
+                    " of a ", shape_string(a.rows(), a.cols()), " matrix");
+            out.col(static_cast<index>(j)) = a.col(which[j]);
+        }
+        return out;
+    }
+
+    template <Real To, Real From>
+    Matrix<To> convert(const Matrix<From>& a) const {
+        return a.template cast<To>();
+    }
+
+    // --- products ------------------------------------------------------------
+
+    template <Real T>
+    void gemm(Op op_a, Op op_b, T alpha, const Matrix<T>& a, const Matrix<T>& b, T beta, Matrix<T>& out) const {
+        const index m = op_a == Op::none ? a.rows() : a.cols();
+        const index k = op_a == Op::none ? a.cols() : a.rows();
+        const index k2 = op_b == Op::none ? b.rows() : b.cols();
+        const index n = op_b == Op::none ? b.cols() : b.rows();
+        require(k == k2 && out.rows() == m && out.cols() == n, "CpuBackend::gemm",
+                "op(A) is ", shape_string(m, k), ", op(B) is ", shape_string(k2, n), ", out is ",
+                shape_string(out.rows(), out.cols()));
+        require(out.data() != a.data() && out.data() != b.data(), "CpuBackend::gemm",
+                "out must not alias A or B");
+        if (beta == T(0)) out.setZero();  // beta = 0 ignores old contents, NaN included
+        else if (beta != T(1)) out *= beta;
+        if (m == 0 || n == 0 || k == 0) return;
+        // Eigen dispatches each of the four cases to its blocked GEMM kernel.
+        if (op_a == Op::none && op_b == Op::none) out.noalias() += alpha * a * b;
+        else if (op_a == Op::none) out.noalias() += alpha * a * b.transpose();
+        else if (op_b == Op::none) out.noalias() += alpha * a.transpose() * b;
+        else out.noalias() += alpha * a.transpose() * b.transpose();
+    }
+
+    /// out_lower += alpha X X^T; X may be float while out is double (the
+    /// activations are converted once, then ?syrk runs in the accumulator's type).
+    template <Real Tx, Real T>
+    void syrk_lower(T alpha, const Matrix<Tx>& x, Matrix<T>& out) const {
+        require(out.rows() == x.rows() && out.cols() == x.rows(), "CpuBackend::syrk_lower", "X is ",
+                shape_string(x.rows(), x.cols()), ", out is ", shape_string(out.rows(), out.cols()),
+                ", expected out ", shape_string(x.rows(), x.rows()));
+        if (x.rows() == 0 || x.cols() == 0) return;
+        if constexpr (!std::is_same_v<Tx, T>) {
+            const Matrix<T> converted = x.template cast<T>();
+            syrk_lower(alpha, converted, out);
+        } else {
+#ifdef LORANULL_CPU_NO_LAPACK
+            cpu::reference::syrk_lower(alpha, x, out);
+#else
+            const char* where = "CpuBackend::syrk_lower";
+            cpu::lapack::syrk_lower(cpu::lapack::to_int(x.rows(), where), cpu::lapack::to_int(x.cols(), where),
+                                    alpha, x.data(), static_cast<lapack_int>(x.rows()), out.data(),
+                                    static_cast<lapack_int>(out.rows()));
+#endif
+        }
+    }
+
+    template <Real T>
+    void symmetrize_lower(Matrix<T>& out) const {
+        require(out.rows() == out.cols(), "CpuBackend::symmetrize_lower", "matrix is ",
+                shape_string(out.rows(), out.cols()), ", expected square");
+        out.template triangularView<Eigen::StrictlyUpper>() = out.transpose();
+    }
+
+    // --- decompositions ------------------------------------------------------
+
+    template <Real T>
+    SymmetricEigen<T, Matrix<T>> symmetric_eigen(const Matrix<T>& a) const {
+        require_square(a, "CpuBackend::symmetric_eigen");
+#ifdef LORANULL_CPU_NO_LAPACK
+        return cpu::reference::symmetric_eigen<T>(a);
+#else
+        SymmetricEigen<T, Matrix<T>> out;
+        out.vectors = a;  // ?syevd overwrites its input with the eigenvectors
+        out.values.resize(static_cast<std::size_t>(a.rows()));
+        const lapack_int n = cpu::lapack::to_int(a.rows(), "CpuBackend::symmetric_eigen");
+        cpu::lapack::syevd<T>(n, out.vectors.data(), std::max<lapack_int>(n, 1), out.values.data());
+        return out;
+#endif
+    }
+
+    template <Real T>
+    SymmetricEigen<T, Matrix<T>> symmetric_eigen_range(const Matrix<T>& a, index first, index count) const {
+        const char* where = "CpuBackend::symmetric_eigen_range";
+        require_square(a, where);
+        require(first >= 0 && count >= 0 && first + count <= a.rows(), where, "pairs ", first, " .. ",
+                first + count - 1, " requested of a ", shape_string(a.rows(), a.cols()), " matrix");
+        SymmetricEigen<T, Matrix<T>> out;
+        if (count == 0) {
+            out.vectors = Matrix<T>::Zero(a.rows(), 0);
+            return out;
+        }
+#ifdef LORANULL_CPU_NO_LAPACK
+        auto all = cpu::reference::symmetric_eigen<T>(a);
+        out.values.assign(all.values.begin() + first, all.values.begin() + first + count);
+        out.vectors = all.vectors.middleCols(first, count);
+#else
+        const lapack_int n = cpu::lapack::to_int(a.rows(), where);
+        Matrix<T> work = a;  // destroyed by ?syevr
+        std::vector<T> values(static_cast<std::size_t>(n));
+        out.vectors.resize(a.rows(), count);
+        const lapack_int found = cpu::lapack::syevr<T>(
+            n, work.data(), n, static_cast<lapack_int>(first + 1), static_cast<lapack_int>(first + count),
+            values.data(), out.vectors.data(), n);
+        require(found == count, where, "LAPACK returned ", found, " pairs, expected ", count);
+        out.values.assign(values.begin(), values.begin() + count);
+#endif
+        return out;
+    }
+
+    template <Real T>
+    ThinSvd<T, Matrix<T>> thin_svd(const Matrix<T>& a) const {
+#ifdef LORANULL_CPU_NO_LAPACK
+        return cpu::reference::thin_svd<T>(a);
+#else
+        const char* where = "CpuBackend::thin_svd";
+        const index p = std::min(a.rows(), a.cols());
+        ThinSvd<T, Matrix<T>> out;
+        out.U.resize(a.rows(), p);
+        out.V.resize(a.cols(), p);
+        out.singular_values.resize(static_cast<std::size_t>(p));
+        if (p == 0) return out;
+        Matrix<T> work = a;  // destroyed by ?gesdd
+        Matrix<T> vt(p, a.cols());
+        const lapack_int m = cpu::lapack::to_int(a.rows(), where), n = cpu::lapack::to_int(a.cols(), where);
+        cpu::lapack::gesdd<T>(m, n, work.data(), m, out.singular_values.data(), out.U.data(), m, vt.data(),
+                              static_cast<lapack_int>(p));
+        out.V = vt.transpose();
+        return out;
+#endif
+    }
+
+    template <Real T>
+    Matrix<T> thin_q(const Matrix<T>& a) const {
+#ifdef LORANULL_CPU_NO_LAPACK
+        return cpu::reference::thin_q<T>(a);
+#else
+        const char* where = "CpuBackend::thin_q";
+        const index k = std::min(a.rows(), a.cols());
+        Matrix<T> q = a;
+        if (k == 0) return Matrix<T>::Zero(a.rows(), 0);
+        cpu::lapack::thin_q<T>(cpu::lapack::to_int(a.rows(), where), cpu::lapack::to_int(a.cols(), where),
+                               q.data(), static_cast<lapack_int>(a.rows()));
+        q.conservativeResize(a.rows(), k);
+        return q;
+#endif
+    }
+
+    // --- elementwise and reductions ------------------------------------------
+
+    template <Real T>
+    void scale(T alpha, Matrix<T>& out) const { out *= alpha; }
+
+    template <Real T>
+    void axpy(T alpha, const Matrix<T>& a, Matrix<T>& out) const {
+        require(a.rows() == out.rows() && a.cols() == out.cols(), "CpuBackend::axpy", "A is ",
+                shape_string(a.rows(), a.cols()), ", out is ", shape_string(out.rows(), out.cols()));
+        out += alpha * a;
+    }
+
+    template <Real T>
+    void scale_columns(Matrix<T>& out, const std::vector<T>& factors) const {
+        require(static_cast<index>(factors.size()) == out.cols(), "CpuBackend::scale_columns", factors.size(),
+                " factors for a ", shape_string(out.rows(), out.cols()), " matrix");
+        out = out * Eigen::Map<const Eigen::Vector<T, Eigen::Dynamic>>(factors.data(), out.cols()).asDiagonal();
+    }
+
+    template <Real T>
+    void add_to_diagonal(Matrix<T>& out, T alpha) const { out.diagonal().array() += alpha; }
+
+    template <Real T>
+    T trace(const Matrix<T>& a) const {
+        require_square(a, "CpuBackend::trace");
+        return a.trace();
+    }
+
+    template <Real T>
+    T max_coeff(const Matrix<T>& a) const {
+        require(a.size() > 0, "CpuBackend::max_coeff", "empty matrix (", shape_string(a.rows(), a.cols()), ")");
+        return a.maxCoeff();
+    }
+
+    template <Real T>
+    T frobenius_norm(const Matrix<T>& a) const { return a.norm(); }
+
+    template <Real T>
+    bool all_finite(const Matrix<T>& a) const { return a.allFinite(); }
+
+private:
+    template <class M>
+    static void require_square(const M& a, const char* where) {
+        require(a.rows() == a.cols(), where, "matrix is ", shape_string(a.rows(), a.cols()), ", expected square");
+    }
+};
+
+static_assert(Backend<CpuBackend>, "CpuBackend must provide the whole primitive set");
+
+}  // namespace loranull

@@ -1,0 +1,140 @@
+#pragma once
+// The null space of pre-trained activations (SPEC.md section 2):
+//
+//     U_null = the r eigenvectors of C with the smallest |eigenvalues|   (n x r)
+//
+// computed with a truncated symmetric eigensolver (only r + 1 pairs, never a
+// full SVD of C), plus what a user needs to trust it:
+//   * energy_fraction = sum of the r smallest eigenvalues / trace(C), the share
+//     of the calibration signal that reaches the adapter's input space;
+//   * a rank report: when C has more than r (numerically) zero eigenvalues,
+//     "the r smallest" is an arbitrary r-dimensional subspace of a larger null
+//     space. That happens whenever tokens < n - r (rank C <= tokens), and is
+//     reported, or thrown on request.
+//   * project(W) = W U U^T without forming the n x n projector.
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "loranull/backend/backend.hpp"
+#include "loranull/core/error.hpp"
+#include "loranull/linalg/covariance.hpp"
+#include "loranull/linalg/symmetric_eigen.hpp"
+
+namespace loranull {
+
+/// Whether the chosen null space is well defined.
+struct RankReport {
+    index rank = 0;                     // r
+    index dim = 0;                      // n
+    index zero_eigenvalues_seen = 0;    // of the r + 1 computed, how many |lambda| <= tolerance
+    index structural_zeros = 0;         // max(0, n - tokens) when the token count is known, else 0
+    double tolerance = 0;               // absolute threshold for "numerically zero"
+    bool deficient = false;             // more than r zero eigenvalues
+
+    /// One line for logs; empty when not deficient.
+    std::string message() const {
+        if (!deficient) return {};
+        return "covariance is rank-deficient: at least " + std::to_string(std::max(zero_eigenvalues_seen, structural_zeros)) +
+               " of its " + std::to_string(dim) + " eigenvalues are zero, more than the rank r = " +
+               std::to_string(rank) + ", so the null space is an arbitrary subspace of a larger one" +
+               (structural_zeros > rank ? " (rank C <= tokens: calibrate with at least n - r = " +
+                                              std::to_string(dim - rank) + " tokens)"
+                                        : std::string());
+    }
+};
+
+enum class OnRankDeficient { report, throw_error };
+
+struct NullSpaceOptions {
+    /// Eigenvalues with |lambda| <= tolerance count as zero; < 0 selects
+    /// n * eps(T) * ||C||_F (an upper bound on the eigensolver's rounding).
+    double zero_tolerance = -1;
+    OnRankDeficient on_rank_deficient = OnRankDeficient::report;
+};
+
+template <class B, Real T>
+struct NullSpace {
+    using Matrix = matrix_t<B, T>;
+
+    Matrix basis;                // n x r, orthonormal; column j <-> eigenvalues[j]
+    std::vector<T> eigenvalues;  // r, ascending |lambda|
+    T trace = 0;                 // trace(C)
+    RankReport rank_report;
+
+    index dim() const { return basis.rows(); }
+    index rank() const { return basis.cols(); }
+
+    /// sum(eigenvalues) / trace(C): the fraction of the calibration energy in
+    /// the null space (0 when C is zero).
+    double energy_fraction() const {
+        if (trace == T(0)) return 0.0;
+        const double sum = std::accumulate(eigenvalues.begin(), eigenvalues.end(), 0.0);
+        return sum / static_cast<double>(trace);
+    }
+
+    /// W P = (W U) U^T for W (m x n), in O(m n r) flops; P = U U^T is never formed.
+    Matrix project(B& b, const Matrix& w) const {
+        require(w.cols() == dim(), "NullSpace::project", "W is ", shape_string(w.rows(), w.cols()),
+                ", expected ", dim(), " columns");
+        const Matrix wu = product(b, w, basis);   // m x r
+        return product(b, wu, basis, Op::none, Op::transpose);  // m x n
+    }
+};
+
+namespace detail {
+
+template <class B, class M>
+NullSpace<B, typename M::Scalar> null_space_impl(B& b, const M& c, index r, std::int64_t tokens,
+                                                 const NullSpaceOptions& options) {
+    using T = typename M::Scalar;
+    const char* where = "null_space";
+    check_symmetric_input(b, c, where);
+    const index n = c.rows();
+    require(r >= 1 && r <= n, where, "rank r = ", r, " of a ", shape_string(n, n), " covariance (need 1 <= r <= n)");
+
+    NullSpace<B, T> out;
+    // r + 1 pairs: the extra one tells whether the r-th is separated from zero.
+    const index wanted = std::min(r + 1, n);
+    auto pairs = smallest_eigenpairs(b, c, wanted);
+    out.trace = b.trace(c);
+
+    RankReport& report = out.rank_report;
+    report.rank = r;
+    report.dim = n;
+    report.tolerance = options.zero_tolerance >= 0
+                           ? options.zero_tolerance
+                           : static_cast<double>(n) * std::numeric_limits<T>::epsilon() *
+                                 static_cast<double>(b.frobenius_norm(c));
+    for (T v : pairs.values)
+        if (std::abs(static_cast<double>(v)) <= report.tolerance) ++report.zero_eigenvalues_seen;
+    report.structural_zeros = tokens >= 0 ? std::max<index>(0, n - static_cast<index>(std::min<std::int64_t>(tokens, n))) : 0;
+    report.deficient = report.zero_eigenvalues_seen > r || report.structural_zeros > r;
+    if (report.deficient && options.on_rank_deficient == OnRankDeficient::throw_error) fail(where, report.message());
+
+    out.eigenvalues.assign(pairs.values.begin(), pairs.values.begin() + r);
+    out.basis = wanted == r ? std::move(pairs.vectors) : b.block(pairs.vectors, 0, 0, n, r);
+    return out;
+}
+
+}  // namespace detail
+
+/// Null space of rank r of a covariance matrix C (n x n, symmetric PSD).
+template <class B, class M>
+NullSpace<B, typename M::Scalar> null_space(B& b, const M& c, index r, NullSpaceOptions options = {}) {
+    return detail::null_space_impl(b, c, r, -1, options);
+}
+
+/// Null space of rank r of an accumulated covariance; the token count sharpens
+/// the rank report (rank C <= tokens).
+template <class B, Real T>
+NullSpace<B, T> null_space(const Covariance<B, T>& covariance, index r, NullSpaceOptions options = {}) {
+    B& b = covariance.backend();
+    return detail::null_space_impl(b, covariance.matrix(), r, covariance.tokens(), options);
+}
+
+}  // namespace loranull
