@@ -49,22 +49,22 @@ using matrix_t = typename B::template Matrix<T>;
 /// The primitives, for one scalar type T.
 template <class B, class T>
 concept BackendFor = Real<T> && requires(B& b, matrix_t<B, T>& out, const matrix_t<B, T>& a,
-                                         const HostMatrix<T>& host, T alpha, index i,
+                                         const HostMatrix<T>& host, T alpha, Index i,
                                          const std::vector<T>& diag, Op op) {
     // --- storage -------------------------------------------------------------
     // rows x cols of zeros.
     { b.template zeros<T>(i, i) } -> std::same_as<matrix_t<B, T>>;
     // Matrices name their scalar type as Eigen does.
     requires std::same_as<typename matrix_t<B, T>::Scalar, T>;
-    { a.rows() } -> std::convertible_to<index>;
-    { a.cols() } -> std::convertible_to<index>;
+    { a.rows() } -> std::convertible_to<Index>;
+    { a.cols() } -> std::convertible_to<Index>;
     // Host <-> backend copies (the only way data crosses the seam).
     { b.upload(host) } -> std::same_as<matrix_t<B, T>>;
     { b.download(a) } -> std::same_as<HostMatrix<T>>;
     // A copy of the block of `rows` x `cols` starting at (row0, col0).
     { b.block(a, i, i, i, i) } -> std::same_as<matrix_t<B, T>>;
     // The columns of A listed in `which`, in that order (a gather).
-    { b.select_columns(a, std::vector<index>{}) } -> std::same_as<matrix_t<B, T>>;
+    { b.select_columns(a, std::vector<Index>{}) } -> std::same_as<matrix_t<B, T>>;
 
     // --- products ------------------------------------------------------------
     // out = alpha * op(A) * op(B) + beta * out; out is presized, and with
@@ -112,7 +112,7 @@ concept Backend = BackendFor<B, float> && BackendFor<B, double> &&
 
 /// rows x cols zeros of T on backend b.
 template <Real T, class B>
-matrix_t<B, T> zeros(B& b, index rows, index cols) {
+matrix_t<B, T> zeros(B& b, Index rows, Index cols) {
     return b.template zeros<T>(rows, cols);
 }
 
@@ -120,8 +120,8 @@ matrix_t<B, T> zeros(B& b, index rows, index cols) {
 template <class B, class M>
 M product(B& b, const M& a, const M& c, Op op_a = Op::none, Op op_c = Op::none) {
     using T = typename M::Scalar;
-    const index rows = op_a == Op::none ? a.rows() : a.cols();
-    const index cols = op_c == Op::none ? c.cols() : c.rows();
+    const Index rows = op_a == Op::none ? a.rows() : a.cols();
+    const Index cols = op_c == Op::none ? c.cols() : c.rows();
     M out = zeros<T>(b, rows, cols);
     b.gemm(op_a, op_c, T(1), a, c, T(0), out);
     return out;
@@ -129,7 +129,7 @@ M product(B& b, const M& a, const M& c, Op op_a = Op::none, Op op_c = Op::none) 
 
 /// Columns first .. first + count - 1 of A, copied.
 template <class B, class M>
-M columns(B& b, const M& a, index first, index count) {
+M columns(B& b, const M& a, Index first, Index count) {
     return b.block(a, 0, first, a.rows(), count);
 }
 

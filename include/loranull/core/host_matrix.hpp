@@ -19,18 +19,18 @@ template <class T>
 class HostMatrix {
 public:
     HostMatrix() = default;
-    HostMatrix(index rows, index cols, T fill = T(0)) : rows_(rows), cols_(cols) {
+    HostMatrix(Index rows, Index cols, T fill = T(0)) : rows_(rows), cols_(cols) {
         require(rows >= 0 && cols >= 0, "HostMatrix", "negative shape ", shape_string(rows, cols));
         data_.assign(static_cast<std::size_t>(rows) * static_cast<std::size_t>(cols), fill);
     }
 
-    index rows() const { return rows_; }
-    index cols() const { return cols_; }
-    index size() const { return rows_ * cols_; }
+    Index rows() const { return rows_; }
+    Index cols() const { return cols_; }
+    Index size() const { return rows_ * cols_; }
 
     /// Element (i, j), column-major: data()[i + j * rows()].
-    T& operator()(index i, index j) { return data_[static_cast<std::size_t>(i + j * rows_)]; }
-    const T& operator()(index i, index j) const { return data_[static_cast<std::size_t>(i + j * rows_)]; }
+    T& operator()(Index i, Index j) { return data_[static_cast<std::size_t>(i + j * rows_)]; }
+    const T& operator()(Index i, Index j) const { return data_[static_cast<std::size_t>(i + j * rows_)]; }
 
     T* data() { return data_.data(); }
     const T* data() const { return data_.data(); }
@@ -38,14 +38,14 @@ public:
     bool operator==(const HostMatrix&) const = default;
 
 private:
-    index rows_ = 0;
-    index cols_ = 0;
+    Index rows_ = 0;
+    Index cols_ = 0;
     std::vector<T> data_;  // rows_ * cols_, column-major
 };
 
 /// True when no entry is NaN or +-Inf.
 template <class T>
-bool all_finite(const T* data, index count) {
+bool all_finite(const T* data, Index count) {
     return std::all_of(data, data + count, [](T v) { return std::isfinite(v); });
 }
 

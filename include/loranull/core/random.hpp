@@ -73,17 +73,17 @@ private:
 
 /// rows x cols matrix of independent N(0, stddev^2) entries, filled column by column.
 template <Real T>
-HostMatrix<T> random_normal(index rows, index cols, Rng& rng, double stddev = 1.0) {
+HostMatrix<T> random_normal(Index rows, Index cols, Rng& rng, double stddev = 1.0) {
     HostMatrix<T> m(rows, cols);
-    for (index k = 0; k < m.size(); ++k) m.data()[k] = static_cast<T>(stddev * rng.normal());
+    for (Index k = 0; k < m.size(); ++k) m.data()[k] = static_cast<T>(stddev * rng.normal());
     return m;
 }
 
 /// rows x cols matrix of independent U[lo, hi) entries, filled column by column.
 template <Real T>
-HostMatrix<T> random_uniform(index rows, index cols, Rng& rng, double lo, double hi) {
+HostMatrix<T> random_uniform(Index rows, Index cols, Rng& rng, double lo, double hi) {
     HostMatrix<T> m(rows, cols);
-    for (index k = 0; k < m.size(); ++k) m.data()[k] = static_cast<T>(rng.uniform(lo, hi));
+    for (Index k = 0; k < m.size(); ++k) m.data()[k] = static_cast<T>(rng.uniform(lo, hi));
     return m;
 }
 

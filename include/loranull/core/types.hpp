@@ -12,7 +12,7 @@ namespace loranull {
 
 /// Signed index for sizes and positions (Eigen's convention, LAPACK's ints are
 /// checked at the boundary).
-using index = std::ptrdiff_t;
+using Index = std::ptrdiff_t;
 
 /// Whether a matrix operand enters a product as itself or transposed.
 enum class Op { none, transpose };
@@ -29,7 +29,7 @@ constexpr std::string_view scalar_name() {
 }
 
 /// "A x B" for messages.
-inline std::string shape_string(index rows, index cols) {
+inline std::string shape_string(Index rows, Index cols) {
     return std::to_string(rows) + " x " + std::to_string(cols);
 }
 

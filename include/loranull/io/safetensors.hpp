@@ -117,12 +117,12 @@ public:
         require(is_floating(t.dtype), where, "dtype ", dtype_name(t.dtype), " is not a floating-point type");
         require(t.shape.size() == 1 || t.shape.size() == 2, where, "tensor has ", t.shape.size(),
                 " dimensions, expected 1 or 2");
-        const index rows = static_cast<index>(t.shape[0]);
-        const index cols = t.shape.size() == 2 ? static_cast<index>(t.shape[1]) : 1;
+        const Index rows = static_cast<Index>(t.shape[0]);
+        const Index cols = t.shape.size() == 2 ? static_cast<Index>(t.shape[1]) : 1;
         const std::vector<unsigned char> bytes = read_bytes(t);
         HostMatrix<T> out(rows, cols);
-        for (index i = 0; i < rows; ++i)
-            for (index j = 0; j < cols; ++j)
+        for (Index i = 0; i < rows; ++i)
+            for (Index j = 0; j < cols; ++j)
                 out(i, j) = static_cast<T>(load_float(bytes.data(), i * cols + j, t.dtype));  // row-major on disk
         return out;
     }
@@ -149,7 +149,7 @@ private:
         return static_cast<Int>(v);
     }
 
-    static double load_float(const unsigned char* bytes, index k, Dtype dtype) {
+    static double load_float(const unsigned char* bytes, Index k, Dtype dtype) {
         switch (dtype) {
             case Dtype::F64: return std::bit_cast<double>(load_le<std::uint64_t>(bytes + 8 * k));
             case Dtype::F32: return std::bit_cast<float>(load_le<std::uint32_t>(bytes + 4 * k));
@@ -237,8 +237,8 @@ public:
         Entry& e = new_entry(name, dtype, {m.rows(), m.cols()});
         e.bytes.resize(static_cast<std::size_t>(m.size()) * dtype_size(dtype));
         std::size_t k = 0;
-        for (index i = 0; i < m.rows(); ++i)
-            for (index j = 0; j < m.cols(); ++j) store_float(e.bytes.data(), k++, m(i, j), dtype);
+        for (Index i = 0; i < m.rows(); ++i)
+            for (Index j = 0; j < m.cols(); ++j) store_float(e.bytes.data(), k++, m(i, j), dtype);
     }
 
     /// A matrix stored in its own precision (F32 for float, F64 for double).

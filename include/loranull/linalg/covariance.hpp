@@ -65,7 +65,7 @@ public:
     using Scalar = T;
 
     /// An empty accumulator for n-dimensional activations.
-    Covariance(B& backend, index dim, Normalisation normalisation = Normalisation::plain,
+    Covariance(B& backend, Index dim, Normalisation normalisation = Normalisation::plain,
                std::string data_id = {}, double reference_divisor = 256.0)
         : backend_(&backend), sum_(zeros<T>(backend, checked_dim(dim), dim)) {
         info_.normalisation = normalisation;
@@ -105,16 +105,16 @@ public:
     /// the plain normalisation it is one rank update.
     template <class M>
         requires std::same_as<M, matrix_t<B, typename M::Scalar>>
-    void add_samples(const M& x, index tokens_per_sample) {
+    void add_samples(const M& x, Index tokens_per_sample) {
         const char* where = "Covariance::add_samples";
         check_batch(x, where);
         require(tokens_per_sample > 0 && x.cols() % tokens_per_sample == 0, where, "X has ", x.cols(),
                 " columns, not a positive multiple of tokens_per_sample = ", tokens_per_sample);
-        const index count = x.cols() / tokens_per_sample;
+        const Index count = x.cols() / tokens_per_sample;
         if (info_.normalisation == Normalisation::plain) {
             backend_->syrk_lower(T(1), x, sum_);
         } else {
-            for (index k = 0; k < count; ++k) {
+            for (Index k = 0; k < count; ++k) {
                 const M sample = backend_->block(x, 0, k * tokens_per_sample, x.rows(), tokens_per_sample);
                 backend_->syrk_lower(T(1) / squared_scale(sample, where), sample, sum_);
             }
@@ -165,7 +165,7 @@ public:
     /// unspecified): what save() writes, merge() adds and matrix() normalises.
     const Matrix& raw_sum_lower() const { return sum_; }
 
-    index dim() const { return sum_.rows(); }
+    Index dim() const { return sum_.rows(); }
     std::int64_t tokens() const { return info_.tokens; }
     std::int64_t samples() const { return info_.samples; }
     bool empty() const { return info_.tokens == 0; }
@@ -175,7 +175,7 @@ public:
     B& backend() const { return *backend_; }
 
 private:
-    static index checked_dim(index dim) {
+    static Index checked_dim(Index dim) {
         require(dim > 0, "Covariance::Covariance", "dimension must be positive, got ", dim);
         return dim;
     }

@@ -29,10 +29,10 @@ namespace loranull {
 
 /// Whether the chosen null space is well defined.
 struct RankReport {
-    index rank = 0;                     // r
-    index dim = 0;                      // n
-    index zero_eigenvalues_seen = 0;    // of the r + 1 computed, how many |lambda| <= tolerance
-    index structural_zeros = 0;         // max(0, n - tokens) when the token count is known, else 0
+    Index rank = 0;                     // r
+    Index dim = 0;                      // n
+    Index zero_eigenvalues_seen = 0;    // of the r + 1 computed, how many |lambda| <= tolerance
+    Index structural_zeros = 0;         // max(0, n - tokens) when the token count is known, else 0
     double tolerance = 0;               // absolute threshold for "numerically zero"
     bool deficient = false;             // more than r zero eigenvalues
 
@@ -66,8 +66,8 @@ struct NullSpace {
     T trace = 0;                 // trace(C)
     RankReport rank_report;
 
-    index dim() const { return basis.rows(); }
-    index rank() const { return basis.cols(); }
+    Index dim() const { return basis.rows(); }
+    Index rank() const { return basis.cols(); }
 
     /// sum(eigenvalues) / trace(C): the fraction of the calibration energy in
     /// the null space (0 when C is zero).
@@ -89,17 +89,17 @@ struct NullSpace {
 namespace detail {
 
 template <class B, class M>
-NullSpace<B, typename M::Scalar> null_space_impl(B& b, const M& c, index r, std::int64_t tokens,
+NullSpace<B, typename M::Scalar> null_space_impl(B& b, const M& c, Index r, std::int64_t tokens,
                                                  const NullSpaceOptions& options) {
     using T = typename M::Scalar;
     const char* where = "null_space";
     check_symmetric_input(b, c, where);
-    const index n = c.rows();
+    const Index n = c.rows();
     require(r >= 1 && r <= n, where, "rank r = ", r, " of a ", shape_string(n, n), " covariance (need 1 <= r <= n)");
 
     NullSpace<B, T> out;
     // r + 1 pairs: the extra one tells whether the r-th is separated from zero.
-    const index wanted = std::min(r + 1, n);
+    const Index wanted = std::min(r + 1, n);
     auto pairs = smallest_eigenpairs(b, c, wanted);
     out.trace = b.trace(c);
 
@@ -112,7 +112,7 @@ NullSpace<B, typename M::Scalar> null_space_impl(B& b, const M& c, index r, std:
                                  static_cast<double>(b.frobenius_norm(c));
     for (T v : pairs.values)
         if (std::abs(static_cast<double>(v)) <= report.tolerance) ++report.zero_eigenvalues_seen;
-    report.structural_zeros = tokens >= 0 ? std::max<index>(0, n - static_cast<index>(std::min<std::int64_t>(tokens, n))) : 0;
+    report.structural_zeros = tokens >= 0 ? std::max<Index>(0, n - static_cast<Index>(std::min<std::int64_t>(tokens, n))) : 0;
     report.deficient = report.zero_eigenvalues_seen > r || report.structural_zeros > r;
     if (report.deficient && options.on_rank_deficient == OnRankDeficient::throw_error) fail(where, report.message());
 
@@ -125,14 +125,14 @@ NullSpace<B, typename M::Scalar> null_space_impl(B& b, const M& c, index r, std:
 
 /// Null space of rank r of a covariance matrix C (n x n, symmetric PSD).
 template <class B, class M>
-NullSpace<B, typename M::Scalar> null_space(B& b, const M& c, index r, NullSpaceOptions options = {}) {
+NullSpace<B, typename M::Scalar> null_space(B& b, const M& c, Index r, NullSpaceOptions options = {}) {
     return detail::null_space_impl(b, c, r, -1, options);
 }
 
 /// Null space of rank r of an accumulated covariance; the token count sharpens
 /// the rank report (rank C <= tokens).
 template <class B, Real T>
-NullSpace<B, T> null_space(const Covariance<B, T>& covariance, index r, NullSpaceOptions options = {}) {
+NullSpace<B, T> null_space(const Covariance<B, T>& covariance, Index r, NullSpaceOptions options = {}) {
     B& b = covariance.backend();
     return detail::null_space_impl(b, covariance.matrix(), r, covariance.tokens(), options);
 }

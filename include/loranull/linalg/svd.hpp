@@ -34,15 +34,15 @@ void check_svd_input(B& b, const M& a, const char* where) {
 }
 
 template <class M>
-void check_rank(const M& a, index k, const char* where) {
-    const index p = std::min(a.rows(), a.cols());
+void check_rank(const M& a, Index k, const char* where) {
+    const Index p = std::min(a.rows(), a.cols());
     require(k >= 1 && k <= p, where, "rank k = ", k, " requested of a ", shape_string(a.rows(), a.cols()),
             " matrix (need 1 <= k <= min(m, n) = ", p, ")");
 }
 
 /// The first k triplets of a decomposition, kept in place.
 template <class B, class T, class M>
-ThinSvd<T, M> leading_triplets(B& b, const ThinSvd<T, M>& svd, index first, index k) {
+ThinSvd<T, M> leading_triplets(B& b, const ThinSvd<T, M>& svd, Index first, Index k) {
     ThinSvd<T, M> out;
     out.U = b.block(svd.U, 0, first, svd.U.rows(), k);
     out.V = b.block(svd.V, 0, first, svd.V.rows(), k);
@@ -62,18 +62,18 @@ ThinSvd<typename M::Scalar, M> thin_svd(B& b, const M& a) {
 /// The k largest (or smallest) singular triplets of A from its exact thin SVD,
 /// in descending order of the singular values either way.
 template <class B, class M>
-ThinSvd<typename M::Scalar, M> truncated_svd(B& b, const M& a, index k, Triplets which = Triplets::largest) {
+ThinSvd<typename M::Scalar, M> truncated_svd(B& b, const M& a, Index k, Triplets which = Triplets::largest) {
     const char* where = "truncated_svd";
     detail::check_svd_input(b, a, where);
     detail::check_rank(a, k, where);
     const auto svd = b.thin_svd(a);
-    const index p = std::min(a.rows(), a.cols());
+    const Index p = std::min(a.rows(), a.cols());
     return detail::leading_triplets(b, svd, which == Triplets::largest ? 0 : p - k, k);
 }
 
 struct RandomizedSvdOptions {
-    index oversampling = 10;      // p: extra sample columns beyond k
-    index power_iterations = 2;   // q: passes of (A A^T), each re-orthonormalised
+    Index oversampling = 10;      // p: extra sample columns beyond k
+    Index power_iterations = 2;   // q: passes of (A A^T), each re-orthonormalised
     std::uint64_t seed = 0;       // the Gaussian test matrix comes from Rng(seed)
 };
 
@@ -81,7 +81,7 @@ struct RandomizedSvdOptions {
 /// finder. Deterministic for a given seed, on every backend (the test matrix is
 /// drawn on the host).
 template <class B, class M>
-ThinSvd<typename M::Scalar, M> randomized_svd(B& b, const M& a, index k, RandomizedSvdOptions options = {}) {
+ThinSvd<typename M::Scalar, M> randomized_svd(B& b, const M& a, Index k, RandomizedSvdOptions options = {}) {
     using T = typename M::Scalar;
     const char* where = "randomized_svd";
     detail::check_svd_input(b, a, where);
@@ -89,13 +89,13 @@ ThinSvd<typename M::Scalar, M> randomized_svd(B& b, const M& a, index k, Randomi
     require(options.oversampling >= 0 && options.power_iterations >= 0, where,
             "oversampling and power_iterations must be >= 0, got ", options.oversampling, " and ",
             options.power_iterations);
-    const index m = a.rows(), n = a.cols();
-    const index l = std::min(k + options.oversampling, std::min(m, n));  // sample size
+    const Index m = a.rows(), n = a.cols();
+    const Index l = std::min(k + options.oversampling, std::min(m, n));  // sample size
 
     Rng rng(options.seed);
     const M omega = b.upload(random_normal<T>(n, l, rng));  // n x l
     M q = b.thin_q(product(b, a, omega));                   // m x l, orthonormal basis of A Omega
-    for (index i = 0; i < options.power_iterations; ++i) {
+    for (Index i = 0; i < options.power_iterations; ++i) {
         const M z = b.thin_q(product(b, a, q, Op::transpose));  // n x l, basis of A^T Q
         q = b.thin_q(product(b, a, z));                         // m x l, basis of A Z
     }

@@ -33,27 +33,27 @@ void check_symmetric_input(B& b, const M& c, const char* where) {
 }
 
 template <class M>
-void check_pair_count(const M& c, index k, const char* where) {
+void check_pair_count(const M& c, Index k, const char* where) {
     require(k >= 1 && k <= c.rows(), where, "k = ", k, " pairs requested of a ", shape_string(c.rows(), c.cols()),
             " matrix (need 1 <= k <= n)");
 }
 
 /// Reorders (values, vectors) by `order` (indices into the current pairs).
 template <class B, class T, class M>
-SymmetricEigen<T, M> pick_pairs(B& b, const SymmetricEigen<T, M>& pairs, const std::vector<index>& order) {
+SymmetricEigen<T, M> pick_pairs(B& b, const SymmetricEigen<T, M>& pairs, const std::vector<Index>& order) {
     SymmetricEigen<T, M> out;
     out.values.reserve(order.size());
-    for (index i : order) out.values.push_back(pairs.values[static_cast<std::size_t>(i)]);
+    for (Index i : order) out.values.push_back(pairs.values[static_cast<std::size_t>(i)]);
     out.vectors = b.select_columns(pairs.vectors, order);
     return out;
 }
 
 /// Indices 0..n-1 sorted by `key` (stable, so ties keep LAPACK's order).
 template <class T, class Key>
-std::vector<index> sorted_indices(const std::vector<T>& values, Key key) {
-    std::vector<index> order(values.size());
-    std::iota(order.begin(), order.end(), index(0));
-    std::stable_sort(order.begin(), order.end(), [&](index a, index c) {
+std::vector<Index> sorted_indices(const std::vector<T>& values, Key key) {
+    std::vector<Index> order(values.size());
+    std::iota(order.begin(), order.end(), Index(0));
+    std::stable_sort(order.begin(), order.end(), [&](Index a, Index c) {
         return key(values[static_cast<std::size_t>(a)]) < key(values[static_cast<std::size_t>(c)]);
     });
     return order;
@@ -71,24 +71,24 @@ SymmetricEigen<typename M::Scalar, M> symmetric_eigen(B& b, const M& c) {
 /// The k eigenpairs of symmetric C with the smallest |lambda|, ordered by
 /// ascending |lambda|. Vectors are n x k with orthonormal columns.
 template <class B, class M>
-SymmetricEigen<typename M::Scalar, M> smallest_eigenpairs(B& b, const M& c, index k) {
+SymmetricEigen<typename M::Scalar, M> smallest_eigenpairs(B& b, const M& c, Index k) {
     using T = typename M::Scalar;
     const char* where = "smallest_eigenpairs";
     detail::check_symmetric_input(b, c, where);
     detail::check_pair_count(c, k, where);
     const auto magnitude = [](T v) { return std::abs(v); };
-    const index n = c.rows();
+    const Index n = c.rows();
     if (k < n) {
         auto pairs = b.symmetric_eigen_range(c, 0, k + 1);
         if (pairs.values[static_cast<std::size_t>(k)] >= std::abs(pairs.values[0])) {
             pairs.values.pop_back();
-            std::vector<index> order = detail::sorted_indices(pairs.values, magnitude);
+            std::vector<Index> order = detail::sorted_indices(pairs.values, magnitude);
             return detail::pick_pairs(b, SymmetricEigen<T, M>{pairs.values, b.block(pairs.vectors, 0, 0, n, k)},
                                       order);
         }
     }
     const auto all = b.symmetric_eigen(c);  // k == n, or C has large negative eigenvalues
-    std::vector<index> order = detail::sorted_indices(all.values, magnitude);
+    std::vector<Index> order = detail::sorted_indices(all.values, magnitude);
     order.resize(static_cast<std::size_t>(k));
     return detail::pick_pairs(b, all, order);
 }
@@ -96,13 +96,13 @@ SymmetricEigen<typename M::Scalar, M> smallest_eigenpairs(B& b, const M& c, inde
 /// The k eigenpairs of symmetric C with the largest (algebraic) values, in
 /// descending order of the values.
 template <class B, class M>
-SymmetricEigen<typename M::Scalar, M> largest_eigenpairs(B& b, const M& c, index k) {
+SymmetricEigen<typename M::Scalar, M> largest_eigenpairs(B& b, const M& c, Index k) {
     const char* where = "largest_eigenpairs";
     detail::check_symmetric_input(b, c, where);
     detail::check_pair_count(c, k, where);
     const auto pairs = b.symmetric_eigen_range(c, c.rows() - k, k);
-    std::vector<index> descending(static_cast<std::size_t>(k));
-    std::iota(descending.rbegin(), descending.rend(), index(0));
+    std::vector<Index> descending(static_cast<std::size_t>(k));
+    std::iota(descending.rbegin(), descending.rend(), Index(0));
     return detail::pick_pairs(b, pairs, descending);
 }
 

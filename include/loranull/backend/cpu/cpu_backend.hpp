@@ -34,7 +34,7 @@ public:
     // --- storage -------------------------------------------------------------
 
     template <Real T>
-    Matrix<T> zeros(index rows, index cols) const {
+    Matrix<T> zeros(Index rows, Index cols) const {
         require(rows >= 0 && cols >= 0, "CpuBackend::zeros", "negative shape ", shape_string(rows, cols));
         return Matrix<T>::Zero(rows, cols);
     }
@@ -52,7 +52,7 @@ public:
     }
 
     template <Real T>
-    Matrix<T> block(const Matrix<T>& a, index row0, index col0, index rows, index cols) const {
+    Matrix<T> block(const Matrix<T>& a, Index row0, Index col0, Index rows, Index cols) const {
         require(row0 >= 0 && col0 >= 0 && rows >= 0 && cols >= 0 && row0 + rows <= a.rows() &&
                     col0 + cols <= a.cols(),
                 "CpuBackend::block", "block of ", shape_string(rows, cols), " at (", row0, ", ", col0,
@@ -61,12 +61,12 @@ public:
     }
 
     template <Real T>
-    Matrix<T> select_columns(const Matrix<T>& a, const std::vector<index>& which) const {
-        Matrix<T> out(a.rows(), static_cast<index>(which.size()));
+    Matrix<T> select_columns(const Matrix<T>& a, const std::vector<Index>& which) const {
+        Matrix<T> out(a.rows(), static_cast<Index>(which.size()));
         for (std::size_t j = 0; j < which.size(); ++j) {
             require(which[j] >= 0 && which[j] < a.cols(), "CpuBackend::select_columns", "column ", which[j],
                     " of a ", shape_string(a.rows(), a.cols()), " matrix");
-            out.col(static_cast<index>(j)) = a.col(which[j]);
+            out.col(static_cast<Index>(j)) = a.col(which[j]);
         }
         return out;
     }
@@ -80,10 +80,10 @@ public:
 
     template <Real T>
     void gemm(Op op_a, Op op_b, T alpha, const Matrix<T>& a, const Matrix<T>& b, T beta, Matrix<T>& out) const {
-        const index m = op_a == Op::none ? a.rows() : a.cols();
-        const index k = op_a == Op::none ? a.cols() : a.rows();
-        const index k2 = op_b == Op::none ? b.rows() : b.cols();
-        const index n = op_b == Op::none ? b.cols() : b.rows();
+        const Index m = op_a == Op::none ? a.rows() : a.cols();
+        const Index k = op_a == Op::none ? a.cols() : a.rows();
+        const Index k2 = op_b == Op::none ? b.rows() : b.cols();
+        const Index n = op_b == Op::none ? b.cols() : b.rows();
         require(k == k2 && out.rows() == m && out.cols() == n, "CpuBackend::gemm",
                 "op(A) is ", shape_string(m, k), ", op(B) is ", shape_string(k2, n), ", out is ",
                 shape_string(out.rows(), out.cols()));
@@ -112,10 +112,10 @@ public:
             syrk_lower(alpha, converted, out);
         } else {
 #ifdef LORANULL_CPU_NO_LAPACK
-            cpu::reference::syrk_lower(alpha, x, out);
+            cpu_reference::syrk_lower(alpha, x, out);
 #else
             const char* where = "CpuBackend::syrk_lower";
-            cpu::lapack::syrk_lower(cpu::lapack::to_int(x.rows(), where), cpu::lapack::to_int(x.cols(), where),
+            lapack::syrk_lower(lapack::to_int(x.rows(), where), lapack::to_int(x.cols(), where),
                                     alpha, x.data(), static_cast<lapack_int>(x.rows()), out.data(),
                                     static_cast<lapack_int>(out.rows()));
 #endif
@@ -135,19 +135,19 @@ public:
     SymmetricEigen<T, Matrix<T>> symmetric_eigen(const Matrix<T>& a) const {
         require_square(a, "CpuBackend::symmetric_eigen");
 #ifdef LORANULL_CPU_NO_LAPACK
-        return cpu::reference::symmetric_eigen<T>(a);
+        return cpu_reference::symmetric_eigen<T>(a);
 #else
         SymmetricEigen<T, Matrix<T>> out;
         out.vectors = a;  // ?syevd overwrites its input with the eigenvectors
         out.values.resize(static_cast<std::size_t>(a.rows()));
-        const lapack_int n = cpu::lapack::to_int(a.rows(), "CpuBackend::symmetric_eigen");
-        cpu::lapack::syevd<T>(n, out.vectors.data(), std::max<lapack_int>(n, 1), out.values.data());
+        const lapack_int n = lapack::to_int(a.rows(), "CpuBackend::symmetric_eigen");
+        lapack::syevd<T>(n, out.vectors.data(), std::max<lapack_int>(n, 1), out.values.data());
         return out;
 #endif
     }
 
     template <Real T>
-    SymmetricEigen<T, Matrix<T>> symmetric_eigen_range(const Matrix<T>& a, index first, index count) const {
+    SymmetricEigen<T, Matrix<T>> symmetric_eigen_range(const Matrix<T>& a, Index first, Index count) const {
         const char* where = "CpuBackend::symmetric_eigen_range";
         require_square(a, where);
         require(first >= 0 && count >= 0 && first + count <= a.rows(), where, "pairs ", first, " .. ",
@@ -158,15 +158,15 @@ public:
             return out;
         }
 #ifdef LORANULL_CPU_NO_LAPACK
-        auto all = cpu::reference::symmetric_eigen<T>(a);
+        auto all = cpu_reference::symmetric_eigen<T>(a);
         out.values.assign(all.values.begin() + first, all.values.begin() + first + count);
         out.vectors = all.vectors.middleCols(first, count);
 #else
-        const lapack_int n = cpu::lapack::to_int(a.rows(), where);
+        const lapack_int n = lapack::to_int(a.rows(), where);
         Matrix<T> work = a;  // destroyed by ?syevr
         std::vector<T> values(static_cast<std::size_t>(n));
         out.vectors.resize(a.rows(), count);
-        const lapack_int found = cpu::lapack::syevr<T>(
+        const lapack_int found = lapack::syevr<T>(
             n, work.data(), n, static_cast<lapack_int>(first + 1), static_cast<lapack_int>(first + count),
             values.data(), out.vectors.data(), n);
         require(found == count, where, "LAPACK returned ", found, " pairs, expected ", count);
@@ -178,10 +178,10 @@ public:
     template <Real T>
     ThinSvd<T, Matrix<T>> thin_svd(const Matrix<T>& a) const {
 #ifdef LORANULL_CPU_NO_LAPACK
-        return cpu::reference::thin_svd<T>(a);
+        return cpu_reference::thin_svd<T>(a);
 #else
         const char* where = "CpuBackend::thin_svd";
-        const index p = std::min(a.rows(), a.cols());
+        const Index p = std::min(a.rows(), a.cols());
         ThinSvd<T, Matrix<T>> out;
         out.U.resize(a.rows(), p);
         out.V.resize(a.cols(), p);
@@ -189,8 +189,8 @@ public:
         if (p == 0) return out;
         Matrix<T> work = a;  // destroyed by ?gesdd
         Matrix<T> vt(p, a.cols());
-        const lapack_int m = cpu::lapack::to_int(a.rows(), where), n = cpu::lapack::to_int(a.cols(), where);
-        cpu::lapack::gesdd<T>(m, n, work.data(), m, out.singular_values.data(), out.U.data(), m, vt.data(),
+        const lapack_int m = lapack::to_int(a.rows(), where), n = lapack::to_int(a.cols(), where);
+        lapack::gesdd<T>(m, n, work.data(), m, out.singular_values.data(), out.U.data(), m, vt.data(),
                               static_cast<lapack_int>(p));
         out.V = vt.transpose();
         return out;
@@ -200,13 +200,13 @@ public:
     template <Real T>
     Matrix<T> thin_q(const Matrix<T>& a) const {
 #ifdef LORANULL_CPU_NO_LAPACK
-        return cpu::reference::thin_q<T>(a);
+        return cpu_reference::thin_q<T>(a);
 #else
         const char* where = "CpuBackend::thin_q";
-        const index k = std::min(a.rows(), a.cols());
+        const Index k = std::min(a.rows(), a.cols());
         Matrix<T> q = a;
         if (k == 0) return Matrix<T>::Zero(a.rows(), 0);
-        cpu::lapack::thin_q<T>(cpu::lapack::to_int(a.rows(), where), cpu::lapack::to_int(a.cols(), where),
+        lapack::thin_q<T>(lapack::to_int(a.rows(), where), lapack::to_int(a.cols(), where),
                                q.data(), static_cast<lapack_int>(a.rows()));
         q.conservativeResize(a.rows(), k);
         return q;
@@ -227,7 +227,7 @@ public:
 
     template <Real T>
     void scale_columns(Matrix<T>& out, const std::vector<T>& factors) const {
-        require(static_cast<index>(factors.size()) == out.cols(), "CpuBackend::scale_columns", factors.size(),
+        require(static_cast<Index>(factors.size()) == out.cols(), "CpuBackend::scale_columns", factors.size(),
                 " factors for a ", shape_string(out.rows(), out.cols()), " matrix");
         out = out * Eigen::Map<const Eigen::Vector<T, Eigen::Dynamic>>(factors.data(), out.cols()).asDiagonal();
     }

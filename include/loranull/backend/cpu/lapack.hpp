@@ -22,7 +22,7 @@
 #include "loranull/core/error.hpp"
 #include "loranull/core/types.hpp"
 
-namespace loranull::cpu::lapack {
+namespace loranull::lapack {
 
 /// Narrows a size to LAPACK's int, or throws.
 inline lapack_int to_int(std::int64_t value, const char* where) {
@@ -51,7 +51,7 @@ constexpr bool is_float = std::is_same_v<T, float>;
 /// `w` the eigenvalues in ascending order.
 template <Real T>
 void syevd(lapack_int n, T* a, lapack_int lda, T* w) {
-    constexpr const char* where = "cpu::lapack::syevd";
+    constexpr const char* where = "lapack::syevd";
     if (n == 0) return;
     auto call = [&](T* work, lapack_int lwork, lapack_int* iwork, lapack_int liwork) {
         if constexpr (is_float<T>)
@@ -77,7 +77,7 @@ void syevd(lapack_int n, T* a, lapack_int lda, T* w) {
 template <Real T>
 lapack_int syevr(lapack_int n, T* a, lapack_int lda, lapack_int il, lapack_int iu, T* w, T* z,
                  lapack_int ldz) {
-    constexpr const char* where = "cpu::lapack::syevr";
+    constexpr const char* where = "lapack::syevr";
     lapack_int found = 0;
     std::vector<lapack_int> isuppz(static_cast<std::size_t>(2 * std::max<lapack_int>(n, 1)));
     auto call = [&](T* work, lapack_int lwork, lapack_int* iwork, lapack_int liwork) {
@@ -106,7 +106,7 @@ lapack_int syevr(lapack_int n, T* a, lapack_int lda, lapack_int il, lapack_int i
 template <Real T>
 void gesdd(lapack_int m, lapack_int n, T* a, lapack_int lda, T* s, T* u, lapack_int ldu, T* vt,
            lapack_int ldvt) {
-    constexpr const char* where = "cpu::lapack::gesdd";
+    constexpr const char* where = "lapack::gesdd";
     const std::int64_t mn = std::min(m, n), mx = std::max(m, n);
     if (mn == 0) return;
     std::vector<lapack_int> iwork(static_cast<std::size_t>(8 * mn));
@@ -129,7 +129,7 @@ void gesdd(lapack_int m, lapack_int n, T* a, lapack_int lda, T* s, T* u, lapack_
 /// decomposition (LAPACK ?geqrf, then ?orgqr).
 template <Real T>
 void thin_q(lapack_int m, lapack_int n, T* a, lapack_int lda) {
-    constexpr const char* where = "cpu::lapack::thin_q";
+    constexpr const char* where = "lapack::thin_q";
     const lapack_int k = std::min(m, n);
     if (k == 0) return;
     std::vector<T> tau(static_cast<std::size_t>(k));
@@ -160,4 +160,4 @@ void syrk_lower(lapack_int n, lapack_int k, T alpha, const T* x, lapack_int ldx,
         cblas_dsyrk(CblasColMajor, CblasLower, CblasNoTrans, n, k, alpha, x, ldx, 1.0, c, ldc);
 }
 
-}  // namespace loranull::cpu::lapack
+}  // namespace loranull::lapack

@@ -9,7 +9,7 @@
 
 #include "loranull/backend/backend.hpp"
 
-namespace loranull::cpu::reference {
+namespace loranull::cpu_reference {
 
 template <class T>
 using EigenMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
@@ -20,7 +20,7 @@ SymmetricEigen<T, EigenMatrix<T>> symmetric_eigen(const EigenMatrix<T>& a) {
     SymmetricEigen<T, EigenMatrix<T>> out;
     if (a.rows() == 0) return out;
     Eigen::SelfAdjointEigenSolver<EigenMatrix<T>> solver(a, Eigen::ComputeEigenvectors);
-    require(solver.info() == Eigen::Success, "cpu::reference::symmetric_eigen", "did not converge");
+    require(solver.info() == Eigen::Success, "cpu_reference::symmetric_eigen", "did not converge");
     out.values.assign(solver.eigenvalues().data(), solver.eigenvalues().data() + a.rows());
     out.vectors = solver.eigenvectors();
     return out;
@@ -30,7 +30,7 @@ SymmetricEigen<T, EigenMatrix<T>> symmetric_eigen(const EigenMatrix<T>& a) {
 template <Real T>
 ThinSvd<T, EigenMatrix<T>> thin_svd(const EigenMatrix<T>& a) {
     ThinSvd<T, EigenMatrix<T>> out;
-    const index p = std::min(a.rows(), a.cols());
+    const Index p = std::min(a.rows(), a.cols());
     if (p == 0) {
         out.U = EigenMatrix<T>::Zero(a.rows(), 0);
         out.V = EigenMatrix<T>::Zero(a.cols(), 0);
@@ -46,7 +46,7 @@ ThinSvd<T, EigenMatrix<T>> thin_svd(const EigenMatrix<T>& a) {
 /// Thin Q of A = Q R (Householder).
 template <Real T>
 EigenMatrix<T> thin_q(const EigenMatrix<T>& a) {
-    const index k = std::min(a.rows(), a.cols());
+    const Index k = std::min(a.rows(), a.cols());
     Eigen::HouseholderQR<EigenMatrix<T>> qr(a);
     return qr.householderQ() * EigenMatrix<T>::Identity(a.rows(), k);
 }
@@ -62,15 +62,15 @@ void syrk_lower(T alpha, const EigenMatrix<T>& x, EigenMatrix<T>& out) {
 template <Real T>
 void gemm_naive(Op op_a, Op op_b, T alpha, const EigenMatrix<T>& a, const EigenMatrix<T>& b, T beta,
                 EigenMatrix<T>& out) {
-    auto at = [&](index i, index k) { return op_a == Op::none ? a(i, k) : a(k, i); };
-    auto bt = [&](index k, index j) { return op_b == Op::none ? b(k, j) : b(j, k); };
-    const index inner = op_a == Op::none ? a.cols() : a.rows();
-    for (index j = 0; j < out.cols(); ++j)
-        for (index i = 0; i < out.rows(); ++i) {
+    auto at = [&](Index i, Index k) { return op_a == Op::none ? a(i, k) : a(k, i); };
+    auto bt = [&](Index k, Index j) { return op_b == Op::none ? b(k, j) : b(j, k); };
+    const Index inner = op_a == Op::none ? a.cols() : a.rows();
+    for (Index j = 0; j < out.cols(); ++j)
+        for (Index i = 0; i < out.rows(); ++i) {
             double sum = 0;
-            for (index k = 0; k < inner; ++k) sum += double(at(i, k)) * double(bt(k, j));
+            for (Index k = 0; k < inner; ++k) sum += double(at(i, k)) * double(bt(k, j));
             out(i, j) = static_cast<T>(alpha * sum + (beta == T(0) ? 0.0 : double(beta) * out(i, j)));
         }
 }
 
-}  // namespace loranull::cpu::reference
+}  // namespace loranull::cpu_reference

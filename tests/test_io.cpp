@@ -1,0 +1,203 @@
+// io/: safetensors reading and writing (round trips, every dtype, every lie a
+// header can tell) and covariance files (bit-exact round trips, bad files).
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "test_util.hpp"
+
+using namespace loranull;
+using test::Mat;
+namespace fs = std::filesystem;
+
+namespace {
+CpuBackend cpu;
+
+fs::path temp_path(const std::string& name) {
+    const fs::path dir = fs::temp_directory_path() / "loranull_test_io";
+    fs::create_directories(dir);
+    return dir / name;
+}
+
+/// A file made of an 8-byte header length, the given header text and data bytes.
+fs::path raw_file(const std::string& name, const std::string& header, std::size_t data_bytes,
+                  std::uint64_t claimed_length = UINT64_MAX) {
+    const fs::path path = temp_path(name);
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    const std::uint64_t length = claimed_length == UINT64_MAX ? header.size() : claimed_length;
+    for (int i = 0; i < 8; ++i) out.put(static_cast<char>(length >> (8 * i)));
+    out << header;
+    out << std::string(data_bytes, '\0');
+    return path;
+}
+
+std::string open_error(const fs::path& path) {
+    return test::error_message([&] { io::SafetensorsReader reader(path); });
+}
+}  // namespace
+
+TEST_CASE("safetensors: matrices round-trip row-major on disk, all float dtypes, metadata, integers") {
+    Rng rng(3);
+    HostMatrix<double> a = random_normal<double>(3, 5, rng);
+    HostMatrix<float> b = random_normal<float>(4, 2, rng);
+    io::SafetensorsWriter writer;
+    writer.add("a", a);
+    writer.add("b", b);
+    writer.add("a_f16", a, io::Dtype::F16);
+    writer.add("a_bf16", a, io::Dtype::BF16);
+    writer.add("a_f32", a, io::Dtype::F32);
+    writer.add_integers("ids", {1, -2, 3, 4, 5, 6}, {2, 3}, io::Dtype::I32);
+    writer.set_metadata("who", "test");
+    const fs::path path = temp_path("roundtrip.safetensors");
+    writer.write(path);
+    CHECK_FALSE(fs::exists(path.string() + ".tmp"));
+
+    io::SafetensorsReader reader(path);
+    CHECK(reader.metadata().at("who") == "test");
+    CHECK(reader.info("a").shape == std::vector<std::int64_t>{3, 5});
+    CHECK(reader.info("a").dtype == io::Dtype::F64);
+    CHECK(reader.read_matrix<double>("a") == a);  // bit-exact
+    CHECK(reader.read_matrix<float>("b") == b);
+    HostMatrix<double> f16 = reader.read_matrix<double>("a_f16"), bf16 = reader.read_matrix<double>("a_bf16");
+    HostMatrix<float> f32 = reader.read_matrix<float>("a_f32");
+    for (Index i = 0; i < 3; ++i)
+        for (Index j = 0; j < 5; ++j) {
+            CHECK(f16(i, j) == doctest::Approx(a(i, j)).epsilon(1e-3));
+            CHECK(bf16(i, j) == doctest::Approx(a(i, j)).epsilon(1e-2));
+            CHECK(f32(i, j) == static_cast<float>(a(i, j)));
+        }
+    CHECK(reader.read_integers("ids") == std::vector<std::int64_t>{1, -2, 3, 4, 5, 6});
+
+    // Row-major on disk: the first data bytes of "a" are a(0, 0) then a(0, 1).
+    std::ifstream in(path, std::ios::binary);
+    unsigned char len[8];
+    in.read(reinterpret_cast<char*>(len), 8);
+    std::uint64_t header = 0;
+    for (int i = 7; i >= 0; --i) header = (header << 8) | len[i];
+    CHECK(header % 8 == 0);  // data section aligned
+    const auto& info = reader.info("a");
+    in.seekg(static_cast<std::streamoff>(8 + header + info.begin + 8));
+    double second = 0;
+    in.read(reinterpret_cast<char*>(&second), 8);
+    CHECK(second == a(0, 1));
+
+    CHECK_THROWS_AS(reader.read_matrix<float>("ids"), loranull::error);
+    CHECK_THROWS_AS(reader.read_integers("a"), loranull::error);
+    CHECK(test::error_message([&] { reader.info("missing"); }).find("no tensor 'missing'") != std::string::npos);
+    CHECK_THROWS_AS(writer.add("a", a), loranull::error);  // duplicate name
+}
+
+TEST_CASE("safetensors reader: every malformed file is a clear error, never a crash") {
+    const std::string good = R"({"t":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}})";
+    CHECK_NOTHROW(io::SafetensorsReader(raw_file("good.safetensors", good, 16)));
+
+    auto expect = [](const fs::path& path, const char* part) {
+        const std::string message = open_error(path);
+        INFO(message);
+        CHECK(message.find(part) != std::string::npos);
+    };
+    expect(temp_path("does-not-exist.safetensors"), "cannot open");
+    {
+        std::ofstream(temp_path("short.safetensors"), std::ios::binary) << "abc";
+        expect(temp_path("short.safetensors"), "shorter than the 8-byte header length");
+    }
+    expect(raw_file("truncated-data.safetensors", good, 15), "fall outside");
+    expect(raw_file("header-too-long.safetensors", good, 16, 1000), "header length 1000 exceeds");
+    expect(raw_file("header-huge.safetensors", good, 16, UINT64_MAX - 1), "exceeds");
+    expect(raw_file("not-json.safetensors", "{\"t\": [", 0), "not valid JSON");
+    expect(raw_file("not-object.safetensors", "[1,2]", 0), "not a JSON object");
+    expect(raw_file("no-dtype.safetensors", R"({"t":{"shape":[1],"data_offsets":[0,4]}})", 4), "needs dtype");
+    expect(raw_file("bad-dtype.safetensors", R"({"t":{"dtype":"Q7","shape":[1],"data_offsets":[0,4]}})", 4),
+           "unsupported dtype 'Q7'");
+    expect(raw_file("size-lie.safetensors", R"({"t":{"dtype":"F32","shape":[2,3],"data_offsets":[0,16]}})", 16),
+           "shape and dtype F32 need 6 x 4");
+    expect(raw_file("neg-shape.safetensors", R"({"t":{"dtype":"F32","shape":[-1,4],"data_offsets":[0,16]}})", 16),
+           "non-negative integer");
+    expect(raw_file("overflow.safetensors",
+                    R"({"t":{"dtype":"F64","shape":[4294967296,4294967296,16],"data_offsets":[0,16]}})", 16),
+           "overflows");
+    expect(raw_file("reversed.safetensors", R"({"t":{"dtype":"F32","shape":[0],"data_offsets":[8,4]}})", 16),
+           "fall outside");
+    expect(raw_file("neg-offset.safetensors", R"({"t":{"dtype":"F32","shape":[1],"data_offsets":[-4,0]}})", 16),
+           "data_offsets");
+    expect(raw_file("overlap.safetensors",
+                    R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+                    16),
+           "overlap");
+    expect(raw_file("meta.safetensors", R"({"__metadata__":{"k":1}})", 0), "not a string");
+    // A 3-D tensor opens fine but is not a matrix.
+    io::SafetensorsReader cube(raw_file("cube.safetensors", R"({"t":{"dtype":"F32","shape":[1,1,1],"data_offsets":[0,4]}})", 4));
+    CHECK(test::error_message([&] { cube.read_matrix<float>("t"); }).find("3 dimensions") != std::string::npos);
+}
+
+TEST_CASE_TEMPLATE("covariance files round-trip bit-exactly, and keep accumulating", T, float, double) {
+    for (Normalisation norm : {Normalisation::plain, Normalisation::reference}) {
+        Covariance<CpuBackend, T> cov(cpu, 11, norm, "nq-open:seed233", 200.5);
+        cov.add(test::gaussian<float>(11, 37, 1));
+        cov.add(test::gaussian<float>(11, 5, 2));
+        const fs::path path = temp_path(std::string("cov-") + std::string(scalar_name<T>()) + ".safetensors");
+        save_covariance(cov, path);
+        auto loaded = load_covariance<T>(cpu, path);
+        CHECK(loaded.info() == cov.info());
+        CHECK(loaded.matrix() == cov.matrix());  // bit-exact
+        Mat<T> lower = loaded.raw_sum_lower().template triangularView<Eigen::Lower>();
+        Mat<T> lower_ref = cov.raw_sum_lower().template triangularView<Eigen::Lower>();
+        CHECK(lower == lower_ref);
+        // Keeps accumulating like the original.
+        Mat<float> more = test::gaussian<float>(11, 9, 3);
+        loaded.add(more);
+        cov.add(more);
+        CHECK(loaded.matrix() == cov.matrix());
+        // The file is a plain safetensors file with the full symmetric matrix.
+        io::SafetensorsReader reader(path);
+        HostMatrix<T> stored = reader.read_matrix<T>("covariance");
+        CHECK(stored(2, 7) == stored(7, 2));
+        CHECK(reader.metadata().at("normalisation") == normalisation_name(norm));
+    }
+}
+
+TEST_CASE("covariance files: wrong type, wrong format, inconsistent metadata are errors") {
+    Covariance<CpuBackend, double> cov(cpu, 4);
+    cov.add(test::gaussian<double>(4, 10, 1));
+    const fs::path path = temp_path("cov-f64.safetensors");
+    save_covariance(cov, path);
+    CHECK(test::error_message([&] { load_covariance<float>(cpu, path); }).find("accumulates in f64") != std::string::npos);
+
+    auto write_with = [&](const std::string& name, auto&& edit) {
+        io::SafetensorsWriter w;
+        HostMatrix<double> c(4, 4, 1.0);
+        w.add("covariance", c);
+        std::map<std::string, std::string> meta = {{"format", covariance_format}, {"dim", "4"}, {"tokens", "10"},
+                                                   {"samples", "1"}, {"normalisation", "plain"},
+                                                   {"reference_divisor", "256"}, {"accumulation", "f64"},
+                                                   {"data_id", ""}};
+        edit(meta, w);
+        for (auto& [k, v] : meta) w.set_metadata(k, v);
+        const fs::path p = temp_path(name);
+        w.write(p);
+        return test::error_message([&] { load_covariance<double>(cpu, p); });
+    };
+    CHECK(write_with("ok.safetensors", [](auto&, auto&) {}).empty());
+    CHECK(write_with("fmt.safetensors", [](auto& m, auto&) { m["format"] = "other"; }).find("format is 'other'") !=
+          std::string::npos);
+    CHECK(write_with("nodim.safetensors", [](auto& m, auto&) { m.erase("dim"); }).find("'dim' is missing") !=
+          std::string::npos);
+    CHECK(write_with("dim.safetensors", [](auto& m, auto&) { m["dim"] = "5"; }).find("shape [5, 5]") !=
+          std::string::npos);
+    CHECK(write_with("tok.safetensors", [](auto& m, auto&) { m["tokens"] = "ten"; }).find("not a non-negative integer") !=
+          std::string::npos);
+    CHECK(write_with("samples.safetensors", [](auto& m, auto&) { m["samples"] = "11"; }).find("inconsistent counts") !=
+          std::string::npos);
+    CHECK(write_with("norm.safetensors", [](auto& m, auto&) { m["normalisation"] = "max"; }).find("unknown normalisation") !=
+          std::string::npos);
+    CHECK(write_with("nan.safetensors", [](auto&, auto& w) {
+              HostMatrix<double> bad(1, 1, std::numeric_limits<double>::quiet_NaN());
+              w.add("extra", bad);
+          }).empty());  // unrelated tensors are ignored
+    // Truncated file: cut the valid one in half.
+    const auto size = fs::file_size(path);
+    fs::resize_file(path, size / 2);
+    CHECK_FALSE(test::error_message([&] { load_covariance<double>(cpu, path); }).empty());
+}
