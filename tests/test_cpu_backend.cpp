@@ -81,7 +81,7 @@ TEST_CASE_TEMPLATE("syrk_lower updates the lower triangle only, as alpha X X^T",
 }
 
 TEST_CASE("syrk_lower: float activations into a double accumulator") {
-    Mat<float> x = test::gaussian<float>(20, 50, 3);
+    Mat<float> x = test::gaussian<float>(20, 1100, 3);  // three conversion panels (512, 512, 76)
     Mat<double> c = Mat<double>::Zero(20, 20);
     cpu.syrk_lower(1.0, x, c);
     Mat<double> xd = x.cast<double>();

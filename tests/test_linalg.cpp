@@ -311,6 +311,16 @@ TEST_CASE("null_space reports rank deficiency (too few tokens), or throws on req
     CHECK_FALSE(unique.rank_report.deficient);
     CHECK(unique.rank_report.zero_eigenvalues_seen == r);
 
+    // A full-rank float covariance whose eigenvalues span 4 decades is not
+    // deficient: the default tolerance (10 eps lambda_max) sits far below
+    // 1e-4 lambda_max.
+    Covariance<CpuBackend, float> wide(cpu, 200);
+    wide.add(activations<float>(200, 400, 12, std::pow(1e-2, 1.0 / 199)));
+    auto wide_ns = null_space(wide, 16);
+    INFO(wide_ns.rank_report.tolerance);
+    CHECK_FALSE(wide_ns.rank_report.deficient);
+    CHECK(wide_ns.rank_report.zero_eigenvalues_seen == 0);
+
     // A plain matrix (no token count) is judged by its computed eigenvalues alone.
     Mat<double> c = test::symmetric_with_spectrum<double>({0, 0, 0, 1, 2, 3}, 5);
     CHECK(null_space(cpu, c, 2).rank_report.deficient);
