@@ -27,6 +27,12 @@ TEST_CASE_TEMPLATE("upload/download round-trip exactly; block, select_columns, c
     CHECK(s.col(1) == m.col(0));
     CHECK(s.col(2) == m.col(4));
     CHECK(cpu.convert<double>(m)(6, 4) == static_cast<double>(m(6, 4)));
+    Mat<T> target = Mat<T>::Zero(9, 9);
+    cpu.set_block(target, 2, 3, b);
+    CHECK(Mat<T>(target.block(2, 3, 4, 3)) == b);
+    CHECK(target.sum() == doctest::Approx(b.sum()));
+    CHECK_THROWS_AS(cpu.set_block(target, 6, 0, b), loranull::error);
+    CHECK(cpu.transpose(m) == Mat<T>(m.transpose()));
     CHECK_THROWS_AS(cpu.block(m, 5, 0, 3, 1), loranull::error);
     CHECK_THROWS_AS(cpu.select_columns(m, {5}), loranull::error);
     CHECK_THROWS_AS(cpu.zeros<T>(-1, 3), loranull::error);
@@ -174,6 +180,10 @@ TEST_CASE_TEMPLATE("elementwise primitives and reductions", T, float, double) {
     cpu.scale_columns(d, std::vector<T>{1, 2, 3, 4});
     CHECK(d.col(3) == T(4) * a.col(3));
     CHECK_THROWS_AS(cpu.scale_columns(d, std::vector<T>{1}), loranull::error);
+    Mat<T> e = a;
+    cpu.scale_rows(e, std::vector<T>{1, 2, 3, 4, 5});
+    CHECK(e.row(4) == T(5) * a.row(4));
+    CHECK_THROWS_AS(cpu.scale_rows(e, std::vector<T>{1, 2}), loranull::error);
     Mat<T> sq = test::gaussian<T>(4, 4, 33);
     const T trace_before = cpu.trace(sq);
     cpu.add_to_diagonal(sq, T(1));

@@ -58,6 +58,12 @@ Mat<T> matrix_with_singular_values(Index m, Index n, const std::vector<double>& 
     return a.template cast<T>();
 }
 
+/// A std::vector as an Eigen column vector.
+template <class T>
+Eigen::Matrix<T, Eigen::Dynamic, 1> vec(const std::vector<T>& v) {
+    return Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(v.data(), static_cast<Index>(v.size()));
+}
+
 /// ||U^T U - I||_F in double.
 template <class T>
 double orthonormality_error(const Mat<T>& u) {

@@ -7,7 +7,8 @@
 //             OpenBLAS/LAPACKE). The CUDA backend lives in backend/cuda/ and is
 //             included only from .cu files.
 //   linalg/   covariance accumulator, symmetric eigensolvers, SVDs, null space
-//   io/       safetensors, covariance files
+//   lora/     LoraLinear, every initialisation, the knowledge-preservation report
+//   io/       safetensors, covariance files, PEFT adapters
 
 #include "loranull/core/error.hpp"
 #include "loranull/core/host_matrix.hpp"
@@ -21,6 +22,10 @@
 #include "loranull/linalg/null_space.hpp"
 #include "loranull/linalg/svd.hpp"
 #include "loranull/linalg/symmetric_eigen.hpp"
+
+#include "loranull/lora/initialisers.hpp"
+#include "loranull/lora/knowledge_report.hpp"
+#include "loranull/lora/lora_linear.hpp"
 
 #include "loranull/io/covariance_file.hpp"
 #include "loranull/io/dtype.hpp"

@@ -65,6 +65,10 @@ concept BackendFor = Real<T> && requires(B& b, matrix_t<B, T>& out, const matrix
     { b.block(a, i, i, i, i) } -> std::same_as<matrix_t<B, T>>;
     // The columns of A listed in `which`, in that order (a gather).
     { b.select_columns(a, std::vector<Index>{}) } -> std::same_as<matrix_t<B, T>>;
+    // Copies A into out at (row0, col0): the inverse of block (A must fit).
+    b.set_block(out, i, i, a);
+    // A^T, freshly allocated.
+    { b.transpose(a) } -> std::same_as<matrix_t<B, T>>;
 
     // --- products ------------------------------------------------------------
     // out = alpha * op(A) * op(B) + beta * out; out is presized, and with
@@ -92,6 +96,7 @@ concept BackendFor = Real<T> && requires(B& b, matrix_t<B, T>& out, const matrix
     b.scale(alpha, out);              // out *= alpha
     b.axpy(alpha, a, out);            // out += alpha * A
     b.scale_columns(out, diag);       // out(:, j) *= diag[j]
+    b.scale_rows(out, diag);          // out(i, :) *= diag[i]
     b.add_to_diagonal(out, alpha);    // out(i, i) += alpha
     { b.trace(a) } -> std::same_as<T>;
     { b.max_coeff(a) } -> std::same_as<T>;       // signed maximum entry

@@ -71,6 +71,17 @@ public:
         return out;
     }
 
+    template <Real T>
+    void set_block(Matrix<T>& out, Index row0, Index col0, const Matrix<T>& a) const {
+        require(row0 >= 0 && col0 >= 0 && row0 + a.rows() <= out.rows() && col0 + a.cols() <= out.cols(),
+                "CpuBackend::set_block", "a ", shape_string(a.rows(), a.cols()), " block at (", row0, ", ", col0,
+                ") does not fit a ", shape_string(out.rows(), out.cols()), " matrix");
+        out.block(row0, col0, a.rows(), a.cols()) = a;
+    }
+
+    template <Real T>
+    Matrix<T> transpose(const Matrix<T>& a) const { return a.transpose(); }
+
     template <Real To, Real From>
     Matrix<To> convert(const Matrix<From>& a) const {
         return a.template cast<To>();
@@ -237,6 +248,13 @@ public:
         require(static_cast<Index>(factors.size()) == out.cols(), "CpuBackend::scale_columns", factors.size(),
                 " factors for a ", shape_string(out.rows(), out.cols()), " matrix");
         out = out * Eigen::Map<const Eigen::Vector<T, Eigen::Dynamic>>(factors.data(), out.cols()).asDiagonal();
+    }
+
+    template <Real T>
+    void scale_rows(Matrix<T>& out, const std::vector<T>& factors) const {
+        require(static_cast<Index>(factors.size()) == out.rows(), "CpuBackend::scale_rows", factors.size(),
+                " factors for a ", shape_string(out.rows(), out.cols()), " matrix");
+        out = Eigen::Map<const Eigen::Vector<T, Eigen::Dynamic>>(factors.data(), out.rows()).asDiagonal() * out;
     }
 
     template <Real T>

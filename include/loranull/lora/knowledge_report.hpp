@@ -1,0 +1,95 @@
+#pragma once
+// How much of the pre-trained signal an adapter touches (SPEC.md section 4).
+//
+// For a layer y = W_res x + s B A x initialised at (A0, B0), and activations X
+// of pre-trained inputs (n x T):
+//
+//   adapter_input        ||A X||_F            what the adapter sees of X
+//   output_change        s ||(B A - B0 A0) X||_F   how far training moved the
+//                        layer's output on X (0 at initialisation)
+//   bound                s ||B - B0||_2 ||A0 X||_F, valid whenever A = A0 (v2):
+//                        output_change <= bound, whatever B became
+//   null_space_bound     s ||B - B0||_2 ||A0||_2 ||X^T U_null||_F, the same
+//                        bound through the null space's eps (when U_null given)
+//
+// For LoRA-Null A0's rows lie in span(U_null), so ||A0 X|| is tiny and B may
+// move freely. For v1 (A trains) the bound holds at initialisation only, and
+// bound_applies says so.
+
+#include <cmath>
+#include <optional>
+
+#include "loranull/backend/backend.hpp"
+#include "loranull/core/error.hpp"
+#include "loranull/lora/lora_linear.hpp"
+
+namespace loranull {
+
+struct KnowledgeReport {
+    double adapter_input = 0;          // ||A X||_F
+    double initial_adapter_input = 0;  // ||A0 X||_F
+    double output_change = 0;          // s ||(B A - B0 A0) X||_F
+    double base_output = 0;            // ||W X||_F, W = W_res + s B0 A0: the scale to compare with
+    double bound = 0;                  // s ||B - B0||_2 ||A0 X||_F
+    double null_space_bound = -1;      // s ||B - B0||_2 ||A0||_2 ||X^T U_null||_F (-1: no U_null given)
+    bool bound_applies = false;        // A == A0 (A frozen, or untouched)
+
+    /// output_change / base_output: the relative change of the layer's output.
+    double relative_change() const { return base_output > 0 ? output_change / base_output : 0.0; }
+};
+
+namespace detail {
+
+template <class Bk, class M>
+double spectral_norm(Bk& b, const M& a) {
+    const auto svd = b.thin_svd(a);
+    return svd.singular_values.empty() ? 0.0 : double(svd.singular_values[0]);
+}
+
+}  // namespace detail
+
+/// The report for `layer` on activations X (n x T). Pass the layer's null-space
+/// basis (n x r) to get null_space_bound as well.
+template <class Bk, Real T>
+KnowledgeReport knowledge_report(Bk& b, const LoraLinear<Bk, T>& layer, const matrix_t<Bk, T>& x,
+                                 const matrix_t<Bk, T>* null_space_basis = nullptr) {
+    using Matrix = matrix_t<Bk, T>;
+    const char* where = "knowledge_report";
+    require(x.rows() == layer.in_features(), where, "X is ", shape_string(x.rows(), x.cols()), ", the layer takes ",
+            layer.in_features(), " inputs");
+    KnowledgeReport report;
+    const double s = std::abs(double(layer.scale));
+    const Matrix ax = product(b, layer.A, x);     // r x T
+    const Matrix a0x = product(b, layer.A0, x);   // r x T
+    report.adapter_input = double(b.frobenius_norm(ax));
+    report.initial_adapter_input = double(b.frobenius_norm(a0x));
+
+    // (B A - B0 A0) X = B (A X) - B0 (A0 X)
+    Matrix change = product(b, layer.B, ax);
+    b.gemm(Op::none, Op::none, T(-1), layer.B0, a0x, T(1), change);
+    report.output_change = s * double(b.frobenius_norm(change));
+
+    Matrix base = product(b, layer.W_res, x);
+    b.gemm(Op::none, Op::none, layer.scale, layer.B0, a0x, T(1), base);
+    report.base_output = double(b.frobenius_norm(base));
+
+    Matrix delta_b = layer.B;
+    b.axpy(T(-1), layer.B0, delta_b);
+    const double delta_b_norm = detail::spectral_norm(b, delta_b);
+    report.bound = s * delta_b_norm * report.initial_adapter_input;
+    Matrix delta_a = layer.A;
+    b.axpy(T(-1), layer.A0, delta_a);
+    report.bound_applies = b.frobenius_norm(delta_a) == T(0);
+
+    if (null_space_basis) {
+        require(null_space_basis->rows() == layer.in_features(), where, "null-space basis is ",
+                shape_string(null_space_basis->rows(), null_space_basis->cols()), ", expected ", layer.in_features(),
+                " rows");
+        const Matrix xu = product(b, x, *null_space_basis, Op::transpose);  // T x r
+        report.null_space_bound =
+            s * delta_b_norm * detail::spectral_norm(b, layer.A0) * double(b.frobenius_norm(xu));
+    }
+    return report;
+}
+
+}  // namespace loranull
