@@ -141,6 +141,15 @@ TEST_CASE_TEMPLATE("corda: U S V^^T = W, so KPM's last r and IPM's first p - r a
     CHECK(test::relative_error(Mat<T>(kpm.B * kpm.A + ipm.B * ipm.A), w) < tolerance<T>(m, n) * 10);
     auto everything = corda_ipm(cpu, w, c, {n, -1, 0});
     CHECK(everything.W_res.norm() / w.norm() < tolerance<T>(m, n) * 10);  // all of W in the adapter
+    // A covariance given as a plain matrix gives the same factors as the accumulator.
+    const Mat<double> c_matrix = c.matrix();
+    auto from_matrix = corda_kpm(cpu, w, c_matrix, {3, -1, 0});
+    CHECK(test::relative_error(Mat<T>(from_matrix.B * from_matrix.A), Mat<T>(kpm.B * kpm.A)) < 1e3 * test::eps<T>());
+    auto null_from_matrix = lora_null(cpu, w, c_matrix, LoraConfig{3});
+    auto null_from_accumulator = lora_null(cpu, w, c, LoraConfig{3});
+    CHECK(test::relative_error(Mat<T>(null_from_matrix.B * null_from_matrix.A),
+                               Mat<T>(null_from_accumulator.B * null_from_accumulator.A)) < 1e3 * test::eps<T>());
+    CHECK_THROWS_AS(corda_ipm(cpu, w, Mat<double>(Mat<double>::Identity(n + 1, n + 1)), LoraConfig{2}), loranull::error);
 }
 
 TEST_CASE("olora and eva: their defining structure") {

@@ -20,11 +20,13 @@
 //   eva         A = the top-r eigenvectors of the task covariance, B = 0
 //
 // Data-driven methods take the Covariance accumulator of linalg/ (one
-// calibration serves LoRA-Null, CorDA and EVA) or, where it is the only input,
-// a ready NullSpace. Their decompositions run in the covariance's precision
+// calibration serves LoRA-Null, CorDA and EVA), a covariance given as a plain
+// n x n matrix, or (LoRA-Null) a ready NullSpace. Their decompositions run in the covariance's precision
 // (double by default) and the factors are cast to W's type last.
 
 #include <cmath>
+#include <concepts>
+#include <type_traits>
 #include <cstdint>
 #include <numeric>
 #include <string>
@@ -70,6 +72,25 @@ void check_covariance(const Covariance<Bk, Tc>& covariance, Index n, const char*
             ", W has ", n, " columns");
     require(!covariance.empty(), where, "covariance is empty (no activations were added)");
 }
+
+/// A covariance given as a plain n x n matrix (computed elsewhere, or loaded).
+template <class Bk, class Cm>
+void check_covariance(const Cm& c, Index n, const char* where) {
+    require(c.rows() == n && c.cols() == n, where, "covariance is ", shape_string(c.rows(), c.cols()), ", W has ", n,
+            " columns");
+}
+
+template <class Bk, Real Tc>
+matrix_t<Bk, Tc> covariance_matrix(const Covariance<Bk, Tc>& covariance) { return covariance.matrix(); }
+
+template <class Cm>
+const Cm& covariance_matrix(const Cm& c) { return c; }
+
+/// Either a Covariance accumulator or a plain covariance matrix of backend Bk.
+template <class C, class Bk>
+concept CovarianceSource = requires(const C& c) {
+    { covariance_matrix(c) } -> std::convertible_to<matrix_t<Bk, typename std::decay_t<decltype(covariance_matrix(c))>::Scalar>>;
+};
 
 /// Factors from singular triplets (U m x r, S, V n x r) of a matrix Z whose
 /// rank-r part goes to the adapter:
@@ -202,6 +223,17 @@ LoraFactors<Bk, typename M::Scalar> lora_null(Bk& b, const M& w, const Covarianc
     return lora_null(b, w, null_space(covariance, config.rank, options), config);
 }
 
+/// LoRA-Null from a covariance given as an n x n matrix (no token count, so the
+/// rank report judges by the computed eigenvalues alone).
+template <class Bk, class M, class Cm>
+    requires std::same_as<Cm, matrix_t<Bk, typename Cm::Scalar>>
+LoraFactors<Bk, typename M::Scalar> lora_null(Bk& b, const M& w, const Cm& covariance, LoraConfig config,
+                                              NullSpaceOptions options = {}) {
+    detail::check_weight(b, w, config, "lora_null");
+    detail::check_covariance<Bk>(covariance, w.cols(), "lora_null");
+    return lora_null(b, w, null_space(b, covariance, config.rank, options), config);
+}
+
 namespace detail {
 
 /// CorDA (SPEC.md section 5): C_f = C + d mean(diag C) I with d = 0.01 doubled
@@ -209,13 +241,15 @@ namespace detail {
 /// that U S V^^T = W); KPM keeps the last r triplets, IPM the first r. C_f^-1 is
 /// taken from C's eigendecomposition (C = E L E^T, C_f^-1 = E (L + delta)^-1 E^T),
 /// which makes every damping step cheap.
-template <class Bk, class M, Real Tc>
-LoraFactors<Bk, typename M::Scalar> corda(Bk& b, const M& w, const Covariance<Bk, Tc>& covariance, LoraConfig config,
-                                          Triplets which, const char* where, const char* method) {
+template <class Bk, class M, class Source>
+auto corda(Bk& b, const M& w, const Source& covariance, LoraConfig config, Triplets which, const char* where,
+           const char* method) {
     check_weight(b, w, config, where);
-    check_covariance(covariance, w.cols(), where);
+    check_covariance<Bk>(covariance, w.cols(), where);
     const Index n = w.cols();
-    const matrix_t<Bk, Tc> c = covariance.matrix();
+    const auto c = covariance_matrix(covariance);
+    using Tc = typename std::decay_t<decltype(c)>::Scalar;
+    require(b.all_finite(c), where, "covariance holds NaN or Inf");
     const auto eig = b.symmetric_eigen(c);
     const double mean_diagonal = double(b.trace(c)) / double(n);
     require(mean_diagonal > 0, where, "covariance has a zero diagonal");
@@ -245,26 +279,27 @@ LoraFactors<Bk, typename M::Scalar> corda(Bk& b, const M& w, const Covariance<Bk
 
 }  // namespace detail
 
-/// CorDA, knowledge-preserved mode: C from knowledge data, the last r triplets.
-template <class Bk, class M, Real Tc>
-LoraFactors<Bk, typename M::Scalar> corda_kpm(Bk& b, const M& w, const Covariance<Bk, Tc>& covariance, LoraConfig config) {
+/// CorDA, knowledge-preserved mode: C from knowledge data (a Covariance or an
+/// n x n matrix), the last r triplets.
+template <class Bk, class M, detail::CovarianceSource<Bk> Source>
+LoraFactors<Bk, typename M::Scalar> corda_kpm(Bk& b, const M& w, const Source& covariance, LoraConfig config) {
     return detail::corda(b, w, covariance, config, Triplets::smallest, "corda_kpm", "corda-kpm");
 }
 
 /// CorDA, instruction-previewed mode: C from task data, the first r triplets.
-template <class Bk, class M, Real Tc>
-LoraFactors<Bk, typename M::Scalar> corda_ipm(Bk& b, const M& w, const Covariance<Bk, Tc>& covariance, LoraConfig config) {
+template <class Bk, class M, detail::CovarianceSource<Bk> Source>
+LoraFactors<Bk, typename M::Scalar> corda_ipm(Bk& b, const M& w, const Source& covariance, LoraConfig config) {
     return detail::corda(b, w, covariance, config, Triplets::largest, "corda_ipm", "corda-ipm");
 }
 
 /// EVA: A = the top-r eigenvectors of the task covariance (the top right-singular
 /// vectors of the task activations), B = 0, W unchanged.
-template <class Bk, class M, Real Tc>
-LoraFactors<Bk, typename M::Scalar> eva(Bk& b, const M& w, const Covariance<Bk, Tc>& covariance, LoraConfig config) {
+template <class Bk, class M, detail::CovarianceSource<Bk> Source>
+LoraFactors<Bk, typename M::Scalar> eva(Bk& b, const M& w, const Source& covariance, LoraConfig config) {
     using T = typename M::Scalar;
     detail::check_weight(b, w, config, "eva");
-    detail::check_covariance(covariance, w.cols(), "eva");
-    const auto top = largest_eigenpairs(b, covariance.matrix(), config.rank);
+    detail::check_covariance<Bk>(covariance, w.cols(), "eva");
+    const auto top = largest_eigenpairs(b, detail::covariance_matrix(covariance), config.rank);
     LoraFactors<Bk, T> out;
     out.A = b.template convert<T>(b.transpose(top.vectors));  // r x n
     out.B = zeros<T>(b, w.rows(), config.rank);
