@@ -14,6 +14,7 @@
 #include <Eigen/Dense>
 
 #include "loranull/backend/backend.hpp"
+#include "loranull/backend/cpu/nn_kernels.hpp"
 #include "loranull/backend/cpu/reference.hpp"
 #include "loranull/core/error.hpp"
 #ifndef LORANULL_CPU_NO_LAPACK
@@ -22,7 +23,7 @@
 
 namespace loranull {
 
-class CpuBackend {
+class CpuBackend : public CpuNnKernels {
 public:
     /// Column-major, owning; Eigen's MatrixX<T>.
     template <class T>
@@ -289,5 +290,6 @@ private:
 };
 
 static_assert(Backend<CpuBackend>, "CpuBackend must provide the whole primitive set");
+static_assert(NnBackend<CpuBackend>, "CpuBackend must provide every neural-network kernel");
 
 }  // namespace loranull

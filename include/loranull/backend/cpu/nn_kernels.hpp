@@ -1,0 +1,257 @@
+#pragma once
+// The CPU backend's neural-network kernels: the forward and backward of every
+// op of the LLaMA decoder, plus AdamW. Plain loops over columns (one column per
+// token), with Eigen for the per-head products of attention; each function says
+// its equation. These are also the references the GPU kernels are checked
+// against.
+//
+// Layouts (column-major, T = batch * seq tokens, token t = b * seq + position):
+//   activations       d x T
+//   q, k, v           (heads * head_dim) x T, head h in rows [h hd, (h + 1) hd)
+//   attention probs   seq x (seq * heads * batch): block (b * heads + h) holds
+//                     P[key, query] for that sequence and head (causal: 0 above
+//                     the diagonal, i.e. for key > query)
+//   token ids         std::vector<std::int32_t> of length T, on the host
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include <Eigen/Dense>
+
+#include "loranull/backend/nn.hpp"
+#include "loranull/core/error.hpp"
+#include "loranull/core/types.hpp"
+
+namespace loranull {
+
+class CpuNnKernels {
+public:
+    template <class T>
+    using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
+
+    // --- embedding -------------------------------------------------------------
+
+    /// X(:, t) = table(:, tokens[t]); table is d x vocab.
+    template <Real T>
+    Mat<T> embedding_forward(const Mat<T>& table, const std::vector<std::int32_t>& tokens) const {
+        Mat<T> x(table.rows(), static_cast<Index>(tokens.size()));
+        for (std::size_t t = 0; t < tokens.size(); ++t) {
+            require(tokens[t] >= 0 && tokens[t] < table.cols(), "embedding_forward", "token id ", tokens[t],
+                    " at position ", t, " is outside the vocabulary of ", table.cols());
+            x.col(static_cast<Index>(t)) = table.col(tokens[t]);
+        }
+        return x;
+    }
+
+    /// d_table(:, tokens[t]) += dX(:, t).
+    template <Real T>
+    void embedding_backward(Mat<T>& d_table, const Mat<T>& dx, const std::vector<std::int32_t>& tokens) const {
+        require(dx.cols() == static_cast<Index>(tokens.size()) && dx.rows() == d_table.rows(), "embedding_backward",
+                "dX is ", shape_string(dx.rows(), dx.cols()), " for ", tokens.size(), " tokens");
+        for (std::size_t t = 0; t < tokens.size(); ++t) d_table.col(tokens[t]) += dx.col(static_cast<Index>(t));
+    }
+
+    // --- RMSNorm ---------------------------------------------------------------
+
+    /// y = x * rstd * g per column, rstd = 1 / sqrt(mean(x^2) + eps); rstd (1 x T) saved.
+    template <Real T>
+    Mat<T> rmsnorm_forward(const Mat<T>& x, const Mat<T>& gain, T eps, Mat<T>& rstd) const {
+        require(gain.rows() == x.rows() && gain.cols() == 1, "rmsnorm_forward", "gain is ",
+                shape_string(gain.rows(), gain.cols()), ", expected ", x.rows(), " x 1");
+        rstd.resize(1, x.cols());
+        Mat<T> y(x.rows(), x.cols());
+        for (Index t = 0; t < x.cols(); ++t) {
+            const T r = T(1) / std::sqrt(x.col(t).squaredNorm() / T(x.rows()) + eps);
+            rstd(0, t) = r;
+            y.col(t) = x.col(t).cwiseProduct(gain) * r;
+        }
+        return y;
+    }
+
+    /// With u = g * dy:  dx = rstd u - x rstd^3 (x . u) / d,   dg += sum_t dy * x * rstd.
+    template <Real T>
+    Mat<T> rmsnorm_backward(const Mat<T>& dy, const Mat<T>& x, const Mat<T>& gain, const Mat<T>& rstd,
+                            Mat<T>& d_gain) const {
+        Mat<T> dx(x.rows(), x.cols());
+        const T d = T(x.rows());
+        for (Index t = 0; t < x.cols(); ++t) {
+            const T r = rstd(0, t);
+            const auto u = dy.col(t).cwiseProduct(gain);
+            dx.col(t) = r * u - x.col(t) * (r * r * r * x.col(t).dot(u) / d);
+            d_gain += dy.col(t).cwiseProduct(x.col(t)) * r;
+        }
+        return dx;
+    }
+
+    // --- rotary position embedding (Hugging Face "rotate half" layout) ---------
+
+    /// In place, for each head and position p = t mod seq_len, pairs (i, i + hd/2):
+    ///   x_i' = x_i cos(p f_i) - x_{i+hd/2} sin(p f_i),  x_{i+hd/2}' = x_{i+hd/2} cos + x_i sin,
+    ///   f_i = theta^(-2i / hd). direction = -1 applies the inverse rotation (the backward).
+    template <Real T>
+    void rope(Mat<T>& x, Index heads, Index head_dim, Index seq_len, double theta, int direction = 1) const {
+        require(x.rows() == heads * head_dim && head_dim % 2 == 0 && seq_len > 0 && x.cols() % seq_len == 0, "rope",
+                "x is ", shape_string(x.rows(), x.cols()), " for ", heads, " heads of ", head_dim,
+                " (even) and sequences of ", seq_len);
+        const Index half = head_dim / 2;
+        for (Index t = 0; t < x.cols(); ++t) {
+            const double position = double(t % seq_len);
+            for (Index i = 0; i < half; ++i) {
+                const double angle = position * std::pow(theta, -2.0 * double(i) / double(head_dim));
+                const T c = T(std::cos(angle)), s = T(direction * std::sin(angle));
+                for (Index h = 0; h < heads; ++h) {
+                    T& a = x(h * head_dim + i, t);
+                    T& b = x(h * head_dim + i + half, t);
+                    const T x1 = a, x2 = b;
+                    a = x1 * c - x2 * s;
+                    b = x2 * c + x1 * s;
+                }
+            }
+        }
+    }
+
+    // --- causal grouped-query attention ----------------------------------------
+
+    /// For each sequence and head h (kv head h / (heads / kv_heads)):
+    ///   S = K_h^T Q_h / sqrt(hd) (keys x queries), P = softmax over keys <= query,
+    ///   O_h = V_h P. Returns O ((heads hd) x T); P saved (see the layout above).
+    template <Real T>
+    Mat<T> attention_forward(const Mat<T>& q, const Mat<T>& k, const Mat<T>& v, const AttentionShape& a,
+                             Mat<T>& probs) const {
+        check_attention(q, k, v, a, "attention_forward");
+        const Index s = a.seq_len, batch = q.cols() / s, group = a.heads / a.kv_heads;
+        const T inv_sqrt = T(1) / std::sqrt(T(a.head_dim));
+        probs.setZero(s, s * a.heads * batch);
+        Mat<T> out(q.rows(), q.cols());
+        for (Index b = 0; b < batch; ++b)
+            for (Index h = 0; h < a.heads; ++h) {
+                const Index kv = h / group;
+                auto qh = q.block(h * a.head_dim, b * s, a.head_dim, s);
+                auto kh = k.block(kv * a.head_dim, b * s, a.head_dim, s);
+                auto vh = v.block(kv * a.head_dim, b * s, a.head_dim, s);
+                auto p = probs.block(0, (b * a.heads + h) * s, s, s);
+                p.noalias() = (kh.transpose() * qh) * inv_sqrt;
+                for (Index j = 0; j < s; ++j) {  // query j sees keys 0..j
+                    auto col = p.col(j).head(j + 1);
+                    const T max = col.maxCoeff();
+                    col = (col.array() - max).exp().matrix();
+                    col /= col.sum();
+                    p.col(j).tail(s - j - 1).setZero();
+                }
+                out.block(h * a.head_dim, b * s, a.head_dim, s).noalias() = vh * p;
+            }
+        return out;
+    }
+
+    /// dP = V_h^T dO_h, dS = P * (dP - sum_keys P * dP), dQ_h = K_h dS / sqrt(hd),
+    /// dK_h += Q_h dS^T / sqrt(hd), dV_h += dO_h P^T (kv heads sum over their group).
+    template <Real T>
+    void attention_backward(const Mat<T>& d_out, const Mat<T>& q, const Mat<T>& k, const Mat<T>& v,
+                            const Mat<T>& probs, const AttentionShape& a, Mat<T>& dq, Mat<T>& dk, Mat<T>& dv) const {
+        check_attention(q, k, v, a, "attention_backward");
+        const Index s = a.seq_len, batch = q.cols() / s, group = a.heads / a.kv_heads;
+        const T inv_sqrt = T(1) / std::sqrt(T(a.head_dim));
+        dq.setZero(q.rows(), q.cols());
+        dk.setZero(k.rows(), k.cols());
+        dv.setZero(v.rows(), v.cols());
+        Mat<T> dp(s, s);
+        for (Index b = 0; b < batch; ++b)
+            for (Index h = 0; h < a.heads; ++h) {
+                const Index kv = h / group;
+                auto qh = q.block(h * a.head_dim, b * s, a.head_dim, s);
+                auto kh = k.block(kv * a.head_dim, b * s, a.head_dim, s);
+                auto vh = v.block(kv * a.head_dim, b * s, a.head_dim, s);
+                auto doh = d_out.block(h * a.head_dim, b * s, a.head_dim, s);
+                auto p = probs.block(0, (b * a.heads + h) * s, s, s);
+                dv.block(kv * a.head_dim, b * s, a.head_dim, s).noalias() += doh * p.transpose();
+                dp.noalias() = vh.transpose() * doh;
+                for (Index j = 0; j < s; ++j) {
+                    const T dot = p.col(j).dot(dp.col(j));
+                    dp.col(j) = p.col(j).cwiseProduct((dp.col(j).array() - dot).matrix());
+                }
+                dq.block(h * a.head_dim, b * s, a.head_dim, s).noalias() += (kh * dp) * inv_sqrt;
+                dk.block(kv * a.head_dim, b * s, a.head_dim, s).noalias() += (qh * dp.transpose()) * inv_sqrt;
+            }
+    }
+
+    // --- SwiGLU ------------------------------------------------------------------
+
+    /// h = silu(g) * u, silu(g) = g / (1 + exp(-g)).
+    template <Real T>
+    Mat<T> swiglu_forward(const Mat<T>& gate, const Mat<T>& up) const {
+        require(gate.rows() == up.rows() && gate.cols() == up.cols(), "swiglu_forward", "gate is ",
+                shape_string(gate.rows(), gate.cols()), ", up is ", shape_string(up.rows(), up.cols()));
+        return (gate.array() / (T(1) + (-gate.array()).exp()) * up.array()).matrix();
+    }
+
+    /// dgate = dh * u * sigma(g) (1 + g (1 - sigma(g))),  dup = dh * silu(g).
+    template <Real T>
+    void swiglu_backward(const Mat<T>& dh, const Mat<T>& gate, const Mat<T>& up, Mat<T>& d_gate, Mat<T>& d_up) const {
+        const auto sigma = (T(1) / (T(1) + (-gate.array()).exp()));
+        d_up = (dh.array() * gate.array() * sigma).matrix();
+        d_gate = (dh.array() * up.array() * sigma * (T(1) + gate.array() * (T(1) - sigma))).matrix();
+    }
+
+    // --- softmax cross-entropy -------------------------------------------------
+
+    /// Mean over tokens of -log softmax(logits(:, t))[targets[t]]; probs (V x T) saved.
+    template <Real T>
+    double cross_entropy_forward(const Mat<T>& logits, const std::vector<std::int32_t>& targets, Mat<T>& probs) const {
+        require(logits.cols() == static_cast<Index>(targets.size()) && logits.cols() > 0, "cross_entropy_forward",
+                "logits are ", shape_string(logits.rows(), logits.cols()), " for ", targets.size(), " targets");
+        probs.resize(logits.rows(), logits.cols());
+        double loss = 0;
+        for (Index t = 0; t < logits.cols(); ++t) {
+            const std::int32_t y = targets[static_cast<std::size_t>(t)];
+            require(y >= 0 && y < logits.rows(), "cross_entropy_forward", "target ", y, " at position ", t,
+                    " is outside the vocabulary of ", logits.rows());
+            const T max = logits.col(t).maxCoeff();
+            probs.col(t) = (logits.col(t).array() - max).exp().matrix();
+            const T sum = probs.col(t).sum();
+            probs.col(t) /= sum;
+            loss += double(std::log(sum)) + double(max) - double(logits(y, t));
+        }
+        return loss / double(logits.cols());
+    }
+
+    /// dlogits = (probs - onehot(targets)) / T.
+    template <Real T>
+    Mat<T> cross_entropy_backward(const Mat<T>& probs, const std::vector<std::int32_t>& targets) const {
+        Mat<T> d = probs / T(probs.cols());
+        for (Index t = 0; t < probs.cols(); ++t) d(targets[static_cast<std::size_t>(t)], t) -= T(1) / T(probs.cols());
+        return d;
+    }
+
+    // --- AdamW (decoupled weight decay) ------------------------------------------
+
+    /// m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+    /// p -= lr (m / (1 - b1^step) / (sqrt(v / (1 - b2^step)) + eps) + wd p).
+    template <Real T>
+    void adamw_update(Mat<T>& param, const Mat<T>& grad, Mat<T>& m, Mat<T>& v, double lr, double beta1, double beta2,
+                      double eps, double weight_decay, long step) const {
+        require(grad.rows() == param.rows() && grad.cols() == param.cols() && m.size() == param.size() &&
+                    v.size() == param.size(),
+                "adamw_update", "param is ", shape_string(param.rows(), param.cols()), ", grad is ",
+                shape_string(grad.rows(), grad.cols()));
+        const double c1 = 1 - std::pow(beta1, double(step)), c2 = 1 - std::pow(beta2, double(step));
+        m = T(beta1) * m + T(1 - beta1) * grad;
+        v = T(beta2) * v + T(1 - beta2) * grad.cwiseProduct(grad);
+        param.array() -= T(lr) * ((m.array() / T(c1)) / ((v.array() / T(c2)).sqrt() + T(eps)) +
+                                  T(weight_decay) * param.array());
+    }
+
+private:
+    template <class M>
+    static void check_attention(const M& q, const M& k, const M& v, const AttentionShape& a, const char* where) {
+        require(a.heads >= 1 && a.kv_heads >= 1 && a.heads % a.kv_heads == 0 && a.head_dim >= 1 && a.seq_len >= 1,
+                where, "heads ", a.heads, " not a multiple of kv heads ", a.kv_heads);
+        require(q.rows() == a.heads * a.head_dim && k.rows() == a.kv_heads * a.head_dim && v.rows() == k.rows() &&
+                    k.cols() == q.cols() && v.cols() == q.cols() && q.cols() % a.seq_len == 0,
+                where, "q is ", shape_string(q.rows(), q.cols()), ", k ", shape_string(k.rows(), k.cols()), ", v ",
+                shape_string(v.rows(), v.cols()), " for ", a.heads, "/", a.kv_heads, " heads of ", a.head_dim,
+                " and sequences of ", a.seq_len);
+    }
+};
+
+}  // namespace loranull

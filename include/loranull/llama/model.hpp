@@ -1,0 +1,315 @@
+#pragma once
+// LlamaModel: the LLaMA decoder, forward and backward, generic over the backend
+// (llm.c's train_gpt2.c in shape: one forward that caches what the backward
+// needs, one backward that walks it in reverse).
+//
+//   x = embed[tokens]                                         d x T
+//   per block:  a = RMSNorm(x) g_attn               -> "attn_in"  (q, k, v read it)
+//               q = rope(Wq a), k = rope(Wk a), v = Wv a
+//               o = attention(q, k, v)  (causal, grouped-query)   -> "o_in"
+//               x = x + Wo o
+//               m = RMSNorm(x) g_mlp                -> "mlp_in"   (gate, up read it)
+//               h = silu(Wgate m) * (Wup m)         -> "down_in"
+//               x = x + Wdown h
+//   logits = lm_head RMSNorm(x) g_final                       vocab x T
+//   loss = mean cross-entropy(logits, targets)
+//
+// T = batch * seq tokens, sequences laid side by side (token t has position
+// t mod seq). RoPE uses Hugging Face's "rotate half" layout, so HF checkpoints
+// load without permuting q/k rows. Any projection can carry a LoRA adapter
+// (Projection::attach). The calibration hook sees each block's four distinct
+// linear inputs, so q/k/v and gate/up share one covariance (SPEC.md section 1).
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "loranull/backend/backend.hpp"
+#include "loranull/backend/nn.hpp"
+#include "loranull/core/error.hpp"
+#include "loranull/core/random.hpp"
+#include "loranull/llama/config.hpp"
+#include "loranull/llama/projection.hpp"
+
+namespace loranull {
+
+/// The seven projections of a block, in Hugging Face's order and names.
+enum class ProjectionKind { q, k, v, o, gate, up, down };
+inline constexpr std::array<ProjectionKind, 7> all_projections = {ProjectionKind::q,    ProjectionKind::k,
+                                                                  ProjectionKind::v,    ProjectionKind::o,
+                                                                  ProjectionKind::gate, ProjectionKind::up,
+                                                                  ProjectionKind::down};
+
+/// "q_proj", ..., "down_proj".
+inline const char* projection_name(ProjectionKind p) {
+    switch (p) {
+        case ProjectionKind::q: return "q_proj";
+        case ProjectionKind::k: return "k_proj";
+        case ProjectionKind::v: return "v_proj";
+        case ProjectionKind::o: return "o_proj";
+        case ProjectionKind::gate: return "gate_proj";
+        case ProjectionKind::up: return "up_proj";
+        case ProjectionKind::down: return "down_proj";
+    }
+    return "?";
+}
+
+/// "self_attn.q_proj", "mlp.down_proj", ...: the module path inside a block.
+inline std::string projection_path(ProjectionKind p) {
+    const bool attention = p == ProjectionKind::q || p == ProjectionKind::k || p == ProjectionKind::v || p == ProjectionKind::o;
+    return std::string(attention ? "self_attn." : "mlp.") + projection_name(p);
+}
+
+/// The four distinct inputs of a block's linear layers.
+enum class LinearInput { attn_in, o_in, mlp_in, down_in };
+
+/// Which input a projection reads.
+inline LinearInput input_of(ProjectionKind p) {
+    switch (p) {
+        case ProjectionKind::q: case ProjectionKind::k: case ProjectionKind::v: return LinearInput::attn_in;
+        case ProjectionKind::o: return LinearInput::o_in;
+        case ProjectionKind::gate: case ProjectionKind::up: return LinearInput::mlp_in;
+        case ProjectionKind::down: return LinearInput::down_in;
+    }
+    return LinearInput::attn_in;
+}
+
+/// A parameter as the optimizer and the checkpoint code see it.
+template <class Matrix>
+struct ParameterRef {
+    std::string name;  // Hugging Face name, e.g. "model.layers.0.self_attn.q_proj.lora_A"
+    Matrix* value;
+    Matrix* grad;      // nullptr when frozen
+};
+
+template <class Bk, Real T>
+class LlamaModel {
+public:
+    using Matrix = matrix_t<Bk, T>;
+
+    struct Block {
+        Matrix attn_norm;  // dim x 1      input_layernorm.weight
+        Matrix mlp_norm;   // dim x 1      post_attention_layernorm.weight
+        std::array<Projection<Bk, T>, 7> proj;  // indexed by ProjectionKind:
+        // q (H hd x dim), k (Hkv hd x dim), v (Hkv hd x dim), o (dim x H hd),
+        // gate (hidden x dim), up (hidden x dim), down (dim x hidden)
+        Matrix d_attn_norm, d_mlp_norm;
+
+        Projection<Bk, T>& operator[](ProjectionKind p) { return proj[static_cast<std::size_t>(p)]; }
+        const Projection<Bk, T>& operator[](ProjectionKind p) const { return proj[static_cast<std::size_t>(p)]; }
+    };
+
+    LlamaConfig config;
+    Matrix embed;       // dim x vocab       model.embed_tokens.weight ([vocab, dim] on disk)
+    std::vector<Block> blocks;
+    Matrix final_norm;  // dim x 1           model.norm.weight
+    Matrix lm_head;     // vocab x dim       lm_head.weight (empty when tied: embed^T is used)
+    bool train_embeddings_and_norms = false;  // full fine-tuning trains these too
+    Matrix d_embed, d_final_norm, d_lm_head;
+
+    /// A model with every weight zero (to be filled by init_random or a checkpoint).
+    LlamaModel(Bk& backend, LlamaConfig cfg) : config(cfg), backend_(&backend) {
+        config.validate();
+        const Index d = config.dim, kv = config.n_kv_heads * config.head_dim();
+        embed = zeros<T>(backend, d, config.vocab_size);
+        final_norm = ones(d);
+        if (!config.tied_embeddings) lm_head = zeros<T>(backend, config.vocab_size, d);
+        blocks.resize(static_cast<std::size_t>(config.n_layers));
+        for (auto& block : blocks) {
+            block.attn_norm = ones(d);
+            block.mlp_norm = ones(d);
+            const Index shapes[7][2] = {{d, d}, {kv, d}, {kv, d}, {d, d}, {config.hidden_dim, d}, {config.hidden_dim, d},
+                                        {d, config.hidden_dim}};
+            for (std::size_t p = 0; p < 7; ++p) block.proj[p].weight = zeros<T>(backend, shapes[p][0], shapes[p][1]);
+        }
+    }
+
+    /// Gaussian weights N(0, 0.02^2) (GPT-2/LLaMA practice), projections into the
+    /// residual stream (o, down) scaled by 1/sqrt(2 layers); norms 1.
+    void init_random(std::uint64_t seed) {
+        Bk& b = *backend_;
+        Rng rng(seed);
+        auto gaussian = [&](Index rows, Index cols, double stddev) {
+            return b.upload(random_normal<T>(rows, cols, rng, stddev));
+        };
+        embed = gaussian(embed.rows(), embed.cols(), 0.02);
+        const double residual = 0.02 / std::sqrt(2.0 * double(config.n_layers));
+        for (auto& block : blocks)
+            for (ProjectionKind p : all_projections) {
+                auto& w = block[p].weight;
+                w = gaussian(w.rows(), w.cols(), p == ProjectionKind::o || p == ProjectionKind::down ? residual : 0.02);
+            }
+        if (!config.tied_embeddings) lm_head = gaussian(lm_head.rows(), lm_head.cols(), 0.02);
+    }
+
+    /// Called with (layer, which input, X) during forward when set.
+    using Hook = std::function<void(Index, LinearInput, const Matrix&)>;
+
+    /// Logits (vocab x T) for tokens (T = batch * seq_len), caching what backward needs.
+    Matrix forward(const std::vector<std::int32_t>& tokens, Index seq_len, const Hook& hook = {}) {
+        Bk& b = *backend_;
+        const char* where = "LlamaModel::forward";
+        require(seq_len >= 1 && seq_len <= config.max_seq_len, where, "sequence length ", seq_len,
+                " is outside 1 .. max_seq_len = ", config.max_seq_len);
+        require(!tokens.empty() && static_cast<Index>(tokens.size()) % seq_len == 0, where, tokens.size(),
+                " tokens do not make whole sequences of ", seq_len);
+        const AttentionShape shape{config.n_heads, config.n_kv_heads, config.head_dim(), seq_len};
+        cache_.tokens = tokens;
+        cache_.shape = shape;
+        cache_.blocks.resize(blocks.size());
+        Matrix x = b.embedding_forward(embed, tokens);
+        for (std::size_t l = 0; l < blocks.size(); ++l) {
+            Block& block = blocks[l];
+            BlockCache& c = cache_.blocks[l];
+            const Index layer = static_cast<Index>(l);
+            c.x_in = x;
+            c.attn_in = b.rmsnorm_forward(x, block.attn_norm, T(config.norm_eps), c.rstd_attn);
+            if (hook) hook(layer, LinearInput::attn_in, c.attn_in);
+            c.q = block[ProjectionKind::q].forward(b, c.attn_in);
+            c.k = block[ProjectionKind::k].forward(b, c.attn_in);
+            c.v = block[ProjectionKind::v].forward(b, c.attn_in);
+            b.rope(c.q, config.n_heads, config.head_dim(), seq_len, config.rope_theta);
+            b.rope(c.k, config.n_kv_heads, config.head_dim(), seq_len, config.rope_theta);
+            c.o_in = b.attention_forward(c.q, c.k, c.v, shape, c.probs);
+            if (hook) hook(layer, LinearInput::o_in, c.o_in);
+            b.axpy(T(1), block[ProjectionKind::o].forward(b, c.o_in), x);
+            c.x_mid = x;
+            c.mlp_in = b.rmsnorm_forward(x, block.mlp_norm, T(config.norm_eps), c.rstd_mlp);
+            if (hook) hook(layer, LinearInput::mlp_in, c.mlp_in);
+            c.gate = block[ProjectionKind::gate].forward(b, c.mlp_in);
+            c.up = block[ProjectionKind::up].forward(b, c.mlp_in);
+            c.down_in = b.swiglu_forward(c.gate, c.up);
+            if (hook) hook(layer, LinearInput::down_in, c.down_in);
+            b.axpy(T(1), block[ProjectionKind::down].forward(b, c.down_in), x);
+        }
+        cache_.x_final = x;
+        cache_.normed = b.rmsnorm_forward(x, final_norm, T(config.norm_eps), cache_.rstd_final);
+        return config.tied_embeddings ? product(b, embed, cache_.normed, Op::transpose) : product(b, lm_head, cache_.normed);
+    }
+
+    /// Mean cross-entropy of next-token prediction; forward included.
+    double loss(const std::vector<std::int32_t>& tokens, const std::vector<std::int32_t>& targets, Index seq_len) {
+        require(targets.size() == tokens.size(), "LlamaModel::loss", tokens.size(), " tokens but ", targets.size(),
+                " targets");
+        const Matrix logits = forward(tokens, seq_len);
+        cache_.targets = targets;
+        return backend_->cross_entropy_forward(logits, targets, cache_.probs);
+    }
+
+    /// Zeroes (allocating) the gradients of everything that trains.
+    void zero_grad() {
+        Bk& b = *backend_;
+        const bool full = train_embeddings_and_norms;
+        auto grad_like = [&](const Matrix& m, bool trains) { return trains ? zeros<T>(b, m.rows(), m.cols()) : Matrix(); };
+        d_embed = grad_like(embed, full);
+        d_final_norm = grad_like(final_norm, full);
+        d_lm_head = grad_like(lm_head, full && !config.tied_embeddings);
+        for (auto& block : blocks) {
+            block.d_attn_norm = grad_like(block.attn_norm, full);
+            block.d_mlp_norm = grad_like(block.mlp_norm, full);
+            for (auto& p : block.proj) p.zero_grad(b);
+        }
+    }
+
+    /// Accumulates dL/d(parameters that train) for the last loss().
+    void backward() {
+        Bk& b = *backend_;
+        require(cache_.probs.cols() > 0, "LlamaModel::backward", "call loss() first");
+        const bool full = train_embeddings_and_norms;
+        const Matrix d_logits = b.cross_entropy_backward(cache_.probs, cache_.targets);  // vocab x T
+        Matrix d_normed;
+        if (config.tied_embeddings) {
+            if (full) b.gemm(Op::none, Op::transpose, T(1), cache_.normed, d_logits, T(1), d_embed);  // dim x vocab
+            d_normed = product(b, embed, d_logits);
+        } else {
+            if (full) b.gemm(Op::none, Op::transpose, T(1), d_logits, cache_.normed, T(1), d_lm_head);
+            d_normed = product(b, lm_head, d_logits, Op::transpose);
+        }
+        Matrix scratch_gain = zeros<T>(b, config.dim, 1);
+        Matrix dx = b.rmsnorm_backward(d_normed, cache_.x_final, final_norm, cache_.rstd_final,
+                                       full ? d_final_norm : scratch_gain);
+        for (std::size_t l = blocks.size(); l-- > 0;) {
+            Block& block = blocks[l];
+            BlockCache& c = cache_.blocks[l];
+            // x = x_mid + Wdown h
+            const Matrix d_h = block[ProjectionKind::down].backward(b, c.down_in, dx);
+            Matrix d_gate, d_up;
+            b.swiglu_backward(d_h, c.gate, c.up, d_gate, d_up);
+            Matrix d_mlp_in = block[ProjectionKind::gate].backward(b, c.mlp_in, d_gate);
+            b.axpy(T(1), block[ProjectionKind::up].backward(b, c.mlp_in, d_up), d_mlp_in);
+            b.axpy(T(1), b.rmsnorm_backward(d_mlp_in, c.x_mid, block.mlp_norm, c.rstd_mlp, full ? block.d_mlp_norm : scratch_gain), dx);
+            // x_mid = x_in + Wo o
+            const Matrix d_o = block[ProjectionKind::o].backward(b, c.o_in, dx);
+            Matrix d_q, d_k, d_v;
+            b.attention_backward(d_o, c.q, c.k, c.v, c.probs, cache_.shape, d_q, d_k, d_v);
+            b.rope(d_q, config.n_heads, config.head_dim(), cache_.shape.seq_len, config.rope_theta, -1);
+            b.rope(d_k, config.n_kv_heads, config.head_dim(), cache_.shape.seq_len, config.rope_theta, -1);
+            Matrix d_attn_in = block[ProjectionKind::q].backward(b, c.attn_in, d_q);
+            b.axpy(T(1), block[ProjectionKind::k].backward(b, c.attn_in, d_k), d_attn_in);
+            b.axpy(T(1), block[ProjectionKind::v].backward(b, c.attn_in, d_v), d_attn_in);
+            b.axpy(T(1), b.rmsnorm_backward(d_attn_in, c.x_in, block.attn_norm, c.rstd_attn, full ? block.d_attn_norm : scratch_gain), dx);
+        }
+        if (full) b.embedding_backward(d_embed, dx, cache_.tokens);
+    }
+
+    /// Every parameter with its Hugging Face name; grad is nullptr when frozen.
+    std::vector<ParameterRef<Matrix>> parameters() {
+        std::vector<ParameterRef<Matrix>> out;
+        auto add = [&](std::string name, Matrix& value, Matrix& grad) {
+            out.push_back({std::move(name), &value, grad.rows() * grad.cols() > 0 ? &grad : nullptr});
+        };
+        add("model.embed_tokens.weight", embed, d_embed);
+        for (std::size_t l = 0; l < blocks.size(); ++l) {
+            Block& block = blocks[l];
+            const std::string prefix = "model.layers." + std::to_string(l) + ".";
+            add(prefix + "input_layernorm.weight", block.attn_norm, block.d_attn_norm);
+            add(prefix + "post_attention_layernorm.weight", block.mlp_norm, block.d_mlp_norm);
+            for (ProjectionKind kind : all_projections) {
+                auto& p = block[kind];
+                const std::string path = prefix + projection_path(kind);
+                if (p.lora) {
+                    add(path + ".lora_A", p.lora->A, p.d_A);
+                    add(path + ".lora_B", p.lora->B, p.d_B);
+                } else {
+                    add(path + ".weight", p.weight, p.d_weight);
+                }
+            }
+        }
+        add("model.norm.weight", final_norm, d_final_norm);
+        if (!config.tied_embeddings) add("lm_head.weight", lm_head, d_lm_head);
+        return out;
+    }
+
+    /// Full fine-tuning: every dense weight, norm and embedding trains.
+    void set_full_finetune(bool on) {
+        train_embeddings_and_norms = on;
+        for (auto& block : blocks)
+            for (auto& p : block.proj) p.train_weight = on && !p.lora;
+    }
+
+    Bk& backend() const { return *backend_; }
+
+private:
+    Matrix ones(Index rows) const {
+        HostMatrix<T> host(rows, 1, T(1));
+        return backend_->upload(host);
+    }
+
+    struct BlockCache {
+        Matrix x_in, attn_in, rstd_attn, q, k, v, probs, o_in, x_mid, mlp_in, rstd_mlp, gate, up, down_in;
+    };
+    struct Cache {
+        std::vector<std::int32_t> tokens, targets;
+        AttentionShape shape;
+        std::vector<BlockCache> blocks;
+        Matrix x_final, normed, rstd_final, probs;
+    };
+
+    Bk* backend_;
+    Cache cache_;
+};
+
+}  // namespace loranull
