@@ -95,11 +95,18 @@ public:
                 "x is ", shape_string(x.rows(), x.cols()), " for ", heads, " heads of ", head_dim,
                 " (even) and sequences of ", seq_len);
         const Index half = head_dim / 2;
-        for (Index t = 0; t < x.cols(); ++t) {
-            const double position = double(t % seq_len);
+        // cos/sin of every (position, frequency) once, in double: seq_len x half each.
+        Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic> cosines(half, seq_len), sines(half, seq_len);
+        for (Index p = 0; p < seq_len; ++p)
             for (Index i = 0; i < half; ++i) {
-                const double angle = position * std::pow(theta, -2.0 * double(i) / double(head_dim));
-                const T c = T(std::cos(angle)), s = T(direction * std::sin(angle));
+                const double angle = double(p) * std::pow(theta, -2.0 * double(i) / double(head_dim));
+                cosines(i, p) = T(std::cos(angle));
+                sines(i, p) = T(direction * std::sin(angle));
+            }
+        for (Index t = 0; t < x.cols(); ++t) {
+            const Index position = t % seq_len;
+            for (Index i = 0; i < half; ++i) {
+                const T c = cosines(i, position), s = sines(i, position);
                 for (Index h = 0; h < heads; ++h) {
                     T& a = x(h * head_dim + i, t);
                     T& b = x(h * head_dim + i + half, t);
