@@ -29,4 +29,5 @@
 
 #include "loranull/io/covariance_file.hpp"
 #include "loranull/io/dtype.hpp"
+#include "loranull/io/peft.hpp"
 #include "loranull/io/safetensors.hpp"

@@ -39,7 +39,13 @@ struct TensorInfo {
     std::uint64_t begin = 0;  // byte offsets into the data section
     std::uint64_t end = 0;
 
+    /// The product of the sizes. A shape holding a zero has no elements
+    /// whatever its other sizes are (open() accepts [2^40, 2^40, 0]): return 0
+    /// before multiplying, so that the other sizes cannot overflow. Otherwise
+    /// open() has checked that the product times the dtype size is the tensor's
+    /// byte count, so it fits.
     std::int64_t element_count() const {
+        if (std::find(shape.begin(), shape.end(), std::int64_t(0)) != shape.end()) return 0;
         std::int64_t count = 1;
         for (auto d : shape) count *= d;
         return count;
@@ -119,8 +125,11 @@ public:
                 " dimensions, expected 1 or 2");
         const Index rows = static_cast<Index>(t.shape[0]);
         const Index cols = t.shape.size() == 2 ? static_cast<Index>(t.shape[1]) : 1;
-        const std::vector<unsigned char> bytes = read_bytes(t);
         HostMatrix<T> out(rows, cols);
+        // An empty tensor may still claim a huge size on its other axis
+        // ([2^62, 0]): never loop over that axis.
+        if (rows == 0 || cols == 0) return out;
+        const std::vector<unsigned char> bytes = read_bytes(t);
         for (Index i = 0; i < rows; ++i)
             for (Index j = 0; j < cols; ++j)
                 out(i, j) = static_cast<T>(load_float(bytes.data(), i * cols + j, t.dtype));  // row-major on disk
@@ -168,7 +177,14 @@ private:
         require(entry["dtype"].is_string(), what, "dtype is not a string");
         TensorInfo t;
         t.name = name;
-        t.dtype = parse_dtype(entry["dtype"].get<std::string>());
+        // parse_dtype's own message would not name the file and the tensor.
+        const std::string dtype = entry["dtype"].get<std::string>();
+        try {
+            t.dtype = parse_dtype(dtype);
+        } catch (const error&) {
+            fail(what, "unsupported dtype '", dtype.substr(0, 16), dtype.size() > 16 ? "...'" : "'",
+                 " (known: F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL)");
+        }
 
         const auto& shape = entry["shape"];
         require(shape.is_array() && shape.size() <= 8, what, "shape is not an array of at most 8 sizes");
