@@ -91,7 +91,7 @@ TEST_CASE("BF16: exact on representable values, round to nearest even") {
     CHECK(bf16_to_float(float_to_bf16(1.0f + 0x1.8p-8f)) == 1.0f + 0x1.0p-7f);
 }
 
-TEST_CASE("F16: every bit pattern round-trips; rounding, subnormals, overflow") {
+TEST_CASE("F16: every bit pattern round-trips, rounding, subnormals, overflow") {
     using namespace loranull::io;
     for (std::uint32_t bits = 0; bits < 65536; ++bits) {
         const float f = f16_to_float(static_cast<std::uint16_t>(bits));

@@ -12,7 +12,7 @@ namespace {
 CpuBackend cpu;
 }
 
-TEST_CASE_TEMPLATE("upload/download round-trip exactly; block, select_columns, convert", T, float, double) {
+TEST_CASE_TEMPLATE("upload/download round-trip exactly, block, select_columns, convert", T, float, double) {
     Rng rng(1);
     HostMatrix<T> h = random_normal<T>(7, 5, rng);
     Mat<T> m = cpu.upload(h);

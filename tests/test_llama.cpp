@@ -218,7 +218,7 @@ TEST_CASE("adapters at initialisation leave the logits unchanged (LoRA-Null, PiS
     }
 }
 
-TEST_CASE("a tiny model overfits a fixed batch; a fixed seed gives identical bits") {
+TEST_CASE("a tiny model overfits a fixed batch, a fixed seed gives identical bits") {
     auto train = [](std::uint64_t seed) {
         LlamaModel<CpuBackend, float> model(cpu, tiny_config());
         model.init_random(seed);
@@ -241,7 +241,7 @@ TEST_CASE("a tiny model overfits a fixed batch; a fixed seed gives identical bit
     CHECK(logits_again == logits);
 }
 
-TEST_CASE("frozen parameters get no gradient; LoRA-only training moves only the factors") {
+TEST_CASE("frozen parameters get no gradient, LoRA-only training moves only the factors") {
     LlamaModel<CpuBackend, float> model(cpu, tiny_config());
     model.init_random(1);
     auto& q = model.blocks[1][ProjectionKind::q];
@@ -258,7 +258,7 @@ TEST_CASE("frozen parameters get no gradient; LoRA-only training moves only the 
     CHECK(trainable == 2);
 }
 
-TEST_CASE("checkpoints round-trip with Hugging Face names; sharded and tied ones load") {
+TEST_CASE("checkpoints round-trip with Hugging Face names, sharded and tied ones load") {
     namespace fs = std::filesystem;
     const fs::path dir = fs::temp_directory_path() / "loranull_test_llama";
     fs::remove_all(dir);

@@ -264,7 +264,7 @@ TEST_CASE_TEMPLATE("LoRA-Null v2: after arbitrary updates of B the SPEC section 
     CHECK_FALSE(knowledge_report(cpu, v1, x).bound_applies);
 }
 
-TEST_CASE_TEMPLATE("to_plain_lora: W + up * down equals the trained merged weight; truncation", T, float, double) {
+TEST_CASE_TEMPLATE("to_plain_lora: W + up * down equals the trained merged weight, truncation", T, float, double) {
     const Index m = 13, n = 11, r = 3;
     const Mat<T> w = test::gaussian<T>(m, n, 71);
     LoraLinear<CpuBackend, T> layer(cpu, pissa(cpu, w, {r, 6.0, 0}));
