@@ -1,0 +1,281 @@
+#!/usr/bin/env bash
+# The GPU check: builds the CUDA tests and benchmarks (Release, and nothing
+# else), runs the GPU tests and the GPU benchmarks, and writes logs and a short
+# summary table to OUTDIR. Sized for one H100/H200 with a 16-core host: about
+# 3 minutes of build, 1 of tests, 2-3 of benchmarks; every step has a time
+# limit and the whole run stops starting new steps after BUDGET seconds
+# (default 450), so it ends within 8 minutes whatever hangs.
+#
+#   scripts/gpu-check.sh OUTDIR [DEPS]
+#
+# DEPS (default: $LORANULL_DEPS, else <repo>/.deps) is a prefix made by
+# scripts/vendor-deps.sh holding Eigen, nlohmann-json, doctest and Google
+# Benchmark: the GPU machine has only CUDA, CMake, ninja and a compiler. Where a
+# package is installed system-wide it is found there as well. The CPU half of
+# the parity tests uses Eigen's own solvers (LORANULL_USE_LAPACK=OFF), so no
+# BLAS/LAPACK is needed. Without Google Benchmark the benchmarks are skipped and
+# the summary says so.
+#
+# Build: CMake (>= 3.25) + ninja when they work; otherwise (no CMake, too old,
+# configure fails) the same targets are compiled directly with nvcc and g++.
+# Force the direct build with LORANULL_GPU_CHECK_DIRECT=1.
+#
+# Environment: LORANULL_GPU_BUILD (build dir, default <repo>/build-gpu-check),
+# LORANULL_GPU_CHECK_BUDGET (seconds, default 450), JOBS (default nproc),
+# CUDA_ARCH (e.g. 90; default: the GPU's compute capability, else 90).
+#
+# Exit status: 0 when every step that ran succeeded (skips included), 1 otherwise.
+# Outputs: OUTDIR/summary.md (the table), env.txt, configure.log, build.log,
+# test_cuda_status.log, test_cuda_parity.log, ctest.log, bench.log, bench.json.
+set -uo pipefail
+
+if [ $# -lt 1 ]; then
+    echo "usage: $0 OUTDIR [DEPS]" >&2
+    exit 2
+fi
+repo=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$1"
+out=$(cd "$1" && pwd)
+deps=${2:-${LORANULL_DEPS:-$repo/.deps}}
+[ -d "$deps" ] && deps=$(cd "$deps" && pwd)
+build=${LORANULL_GPU_BUILD:-$repo/build-gpu-check}
+budget=${LORANULL_GPU_CHECK_BUDGET:-450}
+jobs=${JOBS:-$(nproc 2>/dev/null || echo 4)}
+start=$(date +%s)
+deadline=$((start + budget))
+summary=$out/summary.md
+failed=0
+rows=()
+
+elapsed() { echo $(($(date +%s) - start)); }
+remaining() { echo $((deadline - $(date +%s))); }
+say() { echo "[gpu-check +$(elapsed)s] $*"; }
+row() { rows+=("| $1 | $2 | $3 | $4 |"); }  # step, status, seconds, log
+
+# run_step NAME LIMIT LOG COMMAND...: runs COMMAND with a time limit (capped by
+# what is left of the budget), output to LOG; sets step_status and step_seconds.
+run_step() {
+    local name=$1 limit=$2 logfile=$3
+    shift 3
+    local left
+    left=$(remaining)
+    if [ "$left" -le 10 ]; then
+        step_status="not run (budget spent)"
+        step_seconds=0
+        say "$name: skipped, budget spent"
+        return 124
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
+    say "$name (limit ${limit}s) -> $(basename "$logfile")"
+    local t0 rc
+    t0=$(date +%s)
+    timeout --kill-after=10 "$limit" "$@" >"$logfile" 2>&1
+    rc=$?
+    step_seconds=$(($(date +%s) - t0))
+    if [ $rc -eq 0 ]; then
+        step_status=ok
+    elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+        step_status="TIMEOUT after ${limit}s"
+    else
+        step_status="FAILED (exit $rc)"
+    fi
+    say "$name: $step_status in ${step_seconds}s"
+    return $rc
+}
+
+# --- the machine -------------------------------------------------------------
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "host: $(uname -a)"
+    echo "repo: $repo ($(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo 'not a git checkout'))"
+    echo "deps: $deps"
+    [ -f "$deps/MANIFEST" ] && sed 's/^/  /' "$deps/MANIFEST"
+    echo "--- nvidia-smi"
+    nvidia-smi 2>&1 || echo "nvidia-smi not available"
+    echo "--- nvcc"
+    nvcc --version 2>&1 || echo "nvcc not on PATH"
+    echo "--- cmake / ninja / c++"
+    cmake --version 2>&1 | head -1 || true
+    ninja --version 2>&1 || true
+    ${CXX:-g++} --version 2>&1 | head -1 || true
+    echo "--- cpu"
+    nproc 2>&1
+    grep -m1 "model name" /proc/cpuinfo 2>/dev/null || true
+} >"$out/env.txt" 2>&1
+gpu_name=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)
+[ -n "$gpu_name" ] || gpu_name="no GPU visible to nvidia-smi"
+if [ -z "${CUDA_ARCH:-}" ]; then
+    cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
+    case "$cap" in [0-9][0-9]|[0-9][0-9][0-9]) CUDA_ARCH=$cap ;; *) CUDA_ARCH=90 ;; esac
+fi
+say "GPU: $gpu_name; building for sm_$CUDA_ARCH; deps: $deps; jobs: $jobs; budget: ${budget}s"
+
+have_benchmark=OFF
+for config in "$deps"/lib/*/cmake/benchmark/benchmarkConfig.cmake "$deps"/lib/cmake/benchmark/benchmarkConfig.cmake \
+              /usr/lib/*/cmake/benchmark/benchmarkConfig.cmake /usr/local/lib/cmake/benchmark/benchmarkConfig.cmake; do
+    [ -e "$config" ] && have_benchmark=ON
+done
+
+# --- build ----------------------------------------------------------------------
+bin_status=$build/tests/cuda/test_cuda_status
+bin_parity=$build/tests/cuda/test_cuda_parity
+bin_bench=$build/bench/cuda/bench_cuda
+mode=cmake
+if [ "${LORANULL_GPU_CHECK_DIRECT:-0}" = 1 ] || ! command -v cmake >/dev/null 2>&1; then
+    mode=direct
+fi
+
+if [ $mode = cmake ]; then
+    generator="Unix Makefiles"
+    command -v ninja >/dev/null 2>&1 && generator=Ninja
+    # A build directory made with another generator cannot be reused: start afresh.
+    if [ -f "$build/CMakeCache.txt" ] && ! grep -q "^CMAKE_GENERATOR:INTERNAL=$generator\$" "$build/CMakeCache.txt"; then
+        rm -rf "$build"
+    fi
+    if run_step configure 120 "$out/configure.log" \
+        cmake -S "$repo" -B "$build" -G "$generator" -DCMAKE_BUILD_TYPE=Release \
+        -DCMAKE_PREFIX_PATH="$deps" -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH}-real" \
+        -DLORANULL_CUDA=ON -DLORANULL_USE_LAPACK=OFF -DLORANULL_BUILD_TESTS=ON \
+        -DLORANULL_BUILD_BENCHMARKS=$have_benchmark -DLORANULL_BUILD_EXAMPLES=OFF; then
+        if grep -q "CUDA targets OFF" "$out/configure.log"; then
+            step_status="FAILED (CMake found no CUDA compiler)"
+            failed=1
+        fi
+        row configure "$step_status" "$step_seconds" configure.log
+    else
+        row "configure (CMake)" "$step_status: falling back to the direct build" "$step_seconds" configure.log
+        mode=direct
+    fi
+fi
+
+if [ $mode = cmake ]; then
+    targets=(test_cuda_status test_cuda_parity)
+    [ $have_benchmark = ON ] && targets+=(bench_cuda)
+    run_step build 360 "$out/build.log" cmake --build "$build" --target "${targets[@]}" -j "$jobs" || failed=1
+    row "build (CMake: ${targets[*]})" "$step_status" "$step_seconds" build.log
+else
+    # The same targets, compiled directly: what tests/cuda/CMakeLists.txt and
+    # bench/cuda/CMakeLists.txt declare, spelled out; at most $jobs compilers at once.
+    direct_build() {
+        set -e
+        local nvcc=${CUDACXX:-nvcc} cxx=${CXX:-g++}
+        local cuda_root cuda_lib
+        cuda_root=$(cd "$(dirname "$(command -v "$nvcc")")/.." && pwd)
+        cuda_lib=$cuda_root/lib64
+        [ -d "$cuda_lib" ] || cuda_lib=$cuda_root/targets/x86_64-linux/lib
+        local inc=(-I"$repo/include" -I"$deps/include" -I"$deps/include/eigen3" -I/usr/include/eigen3)
+        local nvflags=(-std=c++20 -O3 -DNDEBUG -gencode "arch=compute_${CUDA_ARCH},code=sm_${CUDA_ARCH}" -cudart shared)
+        local cxxflags=(-std=c++20 -O2 -DNDEBUG -DLORANULL_CPU_NO_LAPACK -pthread)
+        mkdir -p "$build/tests/cuda" "$build/bench/cuda" "$build/obj"
+        local running=0 rc=0
+        spawn() {  # runs "$@" in the background, keeping at most $jobs running
+            if [ "$running" -ge "$jobs" ]; then wait -n || rc=1; running=$((running - 1)); fi
+            echo "+ $*"
+            "$@" &
+            running=$((running + 1))
+        }
+        spawn "$nvcc" "${nvflags[@]}" "${inc[@]}" -c "$repo/tests/cuda/gpu_ops.cu" -o "$build/obj/gpu_ops.o"
+        spawn "$cxx" "${cxxflags[@]}" -O1 "${inc[@]}" -c "$repo/tests/cuda/test_cuda_parity.cpp" -o "$build/obj/test_cuda_parity.o"
+        spawn "$cxx" "${cxxflags[@]}" "${inc[@]}" -c "$repo/tests/cuda/gpu_main.cpp" -o "$build/obj/gpu_main.o"
+        spawn "$nvcc" "${nvflags[@]}" "${inc[@]}" "$repo/tests/cuda/test_cuda_status.cu" -o "$bin_status" \
+            -L"$cuda_lib" -Xlinker -rpath="$cuda_lib" -lcublas -lcusolver
+        if [ "$have_benchmark" = ON ]; then
+            local blib="" candidate
+            for candidate in "$deps"/lib/*/libbenchmark.so "$deps"/lib/libbenchmark.so /usr/lib/*/libbenchmark.so \
+                             /usr/local/lib/libbenchmark.so; do  # the vendored copy first
+                if [ -z "$blib" ] && [ -e "$candidate" ]; then blib=$(dirname "$candidate"); fi
+            done
+            spawn "$nvcc" "${nvflags[@]}" "${inc[@]}" "$repo/bench/cuda/bench_cuda.cu" -o "$bin_bench" \
+                -L"$blib" -Xlinker -rpath="$blib" -L"$cuda_lib" -Xlinker -rpath="$cuda_lib" -lbenchmark -lcublas \
+                -lcusolver
+        fi
+        while [ "$running" -gt 0 ]; do wait -n || rc=1; running=$((running - 1)); done
+        [ $rc -eq 0 ] || return 1
+        echo "+ link test_cuda_parity"
+        "$cxx" "$build/obj/test_cuda_parity.o" "$build/obj/gpu_main.o" "$build/obj/gpu_ops.o" -o "$bin_parity" \
+            -L"$cuda_lib" -Wl,-rpath,"$cuda_lib" -lcudart -lcublas -lcusolver -pthread
+    }
+    export repo deps build jobs CUDA_ARCH have_benchmark bin_status bin_parity bin_bench
+    run_step "build (direct)" 360 "$out/build.log" bash -c "$(declare -f direct_build); direct_build" || failed=1
+    row "build (direct nvcc/g++)" "$step_status" "$step_seconds" build.log
+fi
+
+# --- tests ----------------------------------------------------------------------
+# doctest's last lines: "[doctest] test cases: 30 | 30 passed | 0 failed | 0 skipped".
+doctest_result() { grep -h "test cases:" "$1" 2>/dev/null | tail -1 | sed 's/\[doctest\] //; s/|/,/g'; }
+
+if [ -x "$bin_status" ]; then
+    run_step test_cuda_status 60 "$out/test_cuda_status.log" "$bin_status" || failed=1
+    row test_cuda_status "$step_status: $(doctest_result "$out/test_cuda_status.log")" "$step_seconds" test_cuda_status.log
+else
+    row test_cuda_status "not built" 0 build.log
+    failed=1
+fi
+if [ -x "$bin_parity" ]; then
+    run_step test_cuda_parity 240 "$out/test_cuda_parity.log" "$bin_parity" --duration=true || failed=1
+    if grep -q "no CUDA device" "$out/test_cuda_parity.log"; then
+        step_status="SKIPPED: $(grep -m1 'no CUDA device' "$out/test_cuda_parity.log")"
+        failed=1  # the point of this script is to run them
+    fi
+    row test_cuda_parity "$step_status: $(doctest_result "$out/test_cuda_parity.log")" "$step_seconds" test_cuda_parity.log
+else
+    row test_cuda_parity "not built" 0 build.log
+    failed=1
+fi
+
+# --- benchmarks -------------------------------------------------------------------
+if [ $have_benchmark = ON ] && [ -x "$bin_bench" ]; then
+    run_step bench_cuda 270 "$out/bench.log" "$bin_bench" --benchmark_min_time=0.2 \
+        --benchmark_out="$out/bench.json" --benchmark_out_format=json || failed=1
+    row bench_cuda "$step_status" "$step_seconds" bench.log
+elif [ $have_benchmark = ON ]; then
+    row bench_cuda "not built" 0 build.log
+    failed=1
+else
+    row bench_cuda "skipped: Google Benchmark not in $deps (scripts/vendor-deps.sh)" 0 -
+fi
+
+# --- ctest: the same tests through their ctest registration, if time is left ----
+if [ $mode = cmake ] && [ -x "$bin_parity" ] && [ "$(remaining)" -gt 60 ]; then
+    run_step "ctest -L gpu" 120 "$out/ctest.log" ctest --test-dir "$build" -L gpu -j 4 --timeout 100 --output-on-failure ||
+        failed=1
+    row "ctest -L gpu" "$step_status: $(grep -E 'tests passed|tests failed' "$out/ctest.log" | tail -1)" "$step_seconds" ctest.log
+fi
+
+# --- summary ----------------------------------------------------------------------
+{
+    echo "# GPU check, $(date -u +%Y-%m-%d)"
+    echo
+    echo "- GPU: $gpu_name (built for sm_$CUDA_ARCH)"
+    echo "- CUDA: $(nvcc --version 2>/dev/null | grep -o 'release [0-9.]*' | head -1)"
+    echo "- commit: $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$repo" diff --quiet 2>/dev/null || echo ' (with local changes)')"
+    echo "- build: $mode; total $(elapsed)s of a ${budget}s budget"
+    echo
+    echo "| step | result | seconds | log |"
+    echo "|---|---|---|---|"
+    printf '%s\n' "${rows[@]}"
+    if [ -f "$out/test_cuda_parity.log" ] && grep -qE "ERROR|FAILED|CHECK.*is NOT correct" "$out/test_cuda_parity.log"; then
+        echo
+        echo "## First parity failures"
+        echo
+        echo '```'
+        grep -B2 -A6 -m5 "ERROR:" "$out/test_cuda_parity.log" | head -60
+        echo '```'
+    fi
+    if [ -f "$out/bench.log" ]; then
+        echo
+        echo "## Benchmarks (device time per iteration, CUDA events)"
+        echo
+        echo "| benchmark | time | iterations | counters |"
+        echo "|---|---|---|---|"
+        # Google Benchmark console lines: NAME TIME UNIT CPU UNIT ITERATIONS key=value...
+        awk '/^(cov_|peer_|eig_|rsvd_)/ {
+                 counters = "";
+                 for (i = 7; i <= NF; i++) counters = counters " " $i;
+                 printf "| %s | %s %s | %s |%s |\n", $1, $2, $3, $6, counters
+             }' "$out/bench.log"
+        grep -E "^(no CUDA device|bench_cuda:)" "$out/bench.log" | sed 's/^/    /'
+    fi
+} >"$summary"
+cat "$summary"
+exit $failed
