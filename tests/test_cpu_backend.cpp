@@ -61,6 +61,9 @@ TEST_CASE_TEMPLATE("gemm matches the naive triple loop for every transpose combi
     CHECK(message.find("out is 5 x 2") != std::string::npos);
     Mat<T> sq = test::gaussian<T>(3, 3, 6);
     CHECK_THROWS_AS(cpu.gemm(Op::none, Op::none, T(1), sq, sq, T(0), sq), loranull::error);
+    // Empty operands have no storage to alias (both data pointers are null).
+    Mat<T> empty_a(0, 3), empty_out(0, 2), b32 = test::gaussian<T>(3, 2, 7);
+    CHECK_NOTHROW(cpu.gemm(Op::none, Op::none, T(1), empty_a, b32, T(0), empty_out));
 }
 
 TEST_CASE_TEMPLATE("syrk_lower updates the lower triangle only, as alpha X X^T", T, float, double) {

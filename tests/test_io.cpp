@@ -127,6 +127,10 @@ TEST_CASE("safetensors reader: every malformed file is a clear error, never a cr
                     16),
            "overlap");
     expect(raw_file("meta.safetensors", R"({"__metadata__":{"k":1}})", 0), "not a string");
+    expect(raw_file("twice.safetensors",
+                    R"({"t":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"t":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                    8),
+           "names 't' twice");
     // A 3-D tensor opens fine but is not a matrix.
     io::SafetensorsReader cube(raw_file("cube.safetensors", R"({"t":{"dtype":"F32","shape":[1,1,1],"data_offsets":[0,4]}})", 4));
     CHECK(test::error_message([&] { cube.read_matrix<float>("t"); }).find("3 dimensions") != std::string::npos);

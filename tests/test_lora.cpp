@@ -63,14 +63,14 @@ TEST_CASE_TEMPLATE("every initialiser: W_res + s B A reproduces W, shapes, scale
 
 TEST_CASE("lora: Kaiming-uniform bounds, Gaussian spread, B = 0, seeded") {
     const Mat<double> w = test::gaussian<double>(30, 400, 1);
-    auto f = lora(cpu, w, {16, -1, 3});
+    auto f = lora(cpu, w, {16, {}, 3});
     CHECK(f.B.isZero());
     CHECK(f.W_res == w);
     CHECK(f.A.cwiseAbs().maxCoeff() <= 1 / std::sqrt(400.0));
     CHECK(f.A.cwiseAbs().maxCoeff() > 0.9 / std::sqrt(400.0));
-    CHECK(lora(cpu, w, {16, -1, 3}).A == f.A);
-    CHECK(lora(cpu, w, {16, -1, 4}).A != f.A);
-    auto g = lora(cpu, w, {16, -1, 3}, LoraDistribution::gaussian);
+    CHECK(lora(cpu, w, {16, {}, 3}).A == f.A);
+    CHECK(lora(cpu, w, {16, {}, 4}).A != f.A);
+    auto g = lora(cpu, w, {16, {}, 3}, LoraDistribution::gaussian);
     const double stddev = std::sqrt(g.A.squaredNorm() / double(g.A.size()));
     CHECK(stddev == doctest::Approx(1.0 / 16).epsilon(0.05));
 }
@@ -104,7 +104,7 @@ TEST_CASE_TEMPLATE("lora_null: rows of A in span(U_null), W_res = W - W P, the t
     const Mat<T> x = activations<T>(n, 300, 12, 0.85);
     Covariance<CpuBackend> knowledge(cpu, n, Normalisation::plain, "knowledge");
     knowledge.add(x);
-    const LoraConfig config{r, -1, 0};
+    const LoraConfig config{r, {}, 0};
     const auto ns = null_space(knowledge, r);
     const auto f = lora_null(cpu, w, knowledge, config);
     const Mat<double> u = ns.basis;
@@ -136,14 +136,14 @@ TEST_CASE_TEMPLATE("corda: U S V^^T = W, so KPM's last r and IPM's first p - r a
     const Mat<T> w = test::gaussian<T>(m, n, 21);
     Covariance<CpuBackend> c(cpu, n);
     c.add(activations<T>(n, 100, 22, 0.7));
-    auto kpm = corda_kpm(cpu, w, c, {3, -1, 0});
-    auto ipm = corda_ipm(cpu, w, c, {n - 3, -1, 0});
+    auto kpm = corda_kpm(cpu, w, c, {3, {}, 0});
+    auto ipm = corda_ipm(cpu, w, c, {n - 3, {}, 0});
     CHECK(test::relative_error(Mat<T>(kpm.B * kpm.A + ipm.B * ipm.A), w) < tolerance<T>(m, n) * 10);
-    auto everything = corda_ipm(cpu, w, c, {n, -1, 0});
+    auto everything = corda_ipm(cpu, w, c, {n, {}, 0});
     CHECK(everything.W_res.norm() / w.norm() < tolerance<T>(m, n) * 10);  // all of W in the adapter
     // A covariance given as a plain matrix gives the same factors as the accumulator.
     const Mat<double> c_matrix = c.matrix();
-    auto from_matrix = corda_kpm(cpu, w, c_matrix, {3, -1, 0});
+    auto from_matrix = corda_kpm(cpu, w, c_matrix, {3, {}, 0});
     CHECK(test::relative_error(Mat<T>(from_matrix.B * from_matrix.A), Mat<T>(kpm.B * kpm.A)) < 1e3 * test::eps<T>());
     auto null_from_matrix = lora_null(cpu, w, c_matrix, LoraConfig{3});
     auto null_from_accumulator = lora_null(cpu, w, c, LoraConfig{3});
@@ -154,13 +154,13 @@ TEST_CASE_TEMPLATE("corda: U S V^^T = W, so KPM's last r and IPM's first p - r a
 
 TEST_CASE("olora and eva: their defining structure") {
     const Mat<double> w = test::gaussian<double>(12, 9, 31);
-    auto o = olora(cpu, w, {4, -1, 0});
+    auto o = olora(cpu, w, {4, {}, 0});
     CHECK(test::orthonormality_error(o.B) < 1e-13);
     for (Index i = 0; i < 4; ++i)
         for (Index j = 0; j < i; ++j) CHECK(std::abs(o.A(i, j)) < 1e-13);  // R is upper triangular
     Covariance<CpuBackend> task(cpu, 9);
     task.add(activations<double>(9, 50, 3));
-    auto e = eva(cpu, w, task, {3, -1, 0});
+    auto e = eva(cpu, w, task, {3, {}, 0});
     CHECK(e.B.isZero());
     CHECK(test::orthonormality_error(Mat<double>(e.A.transpose())) < 1e-13);
     const auto top = largest_eigenpairs(cpu, task.matrix(), 3);
@@ -259,7 +259,7 @@ TEST_CASE_TEMPLATE("LoRA-Null v2: after arbitrary updates of B the SPEC section 
         CHECK(report.output_change < 0.25 * unprotected.output_change);
     }
     // v1 (A trains): the report says the bound no longer applies once A moved.
-    LoraLinear<CpuBackend, T> v1(cpu, lora_null(cpu, w, ns, {r, -1, 0}), Trainable::both);
+    LoraLinear<CpuBackend, T> v1(cpu, lora_null(cpu, w, ns, {r, {}, 0}), Trainable::both);
     v1.A(0, 0) += T(0.5);
     CHECK_FALSE(knowledge_report(cpu, v1, x).bound_applies);
 }
@@ -299,6 +299,7 @@ TEST_CASE("initialisers and the layer reject bad input with clear messages") {
     contains(test::error_message([&] { pissa(cpu, w, {6}); }), "need 1 <= r <= min(m, n) = 5");
     contains(test::error_message([&] { milora(cpu, w, {0}); }), "rank r = 0");
     contains(test::error_message([&] { lora(cpu, w, {2, 0.0}); }), "alpha = 0");
+    contains(test::error_message([&] { lora(cpu, w, {2, -4.0}); }), "alpha = -4");
     Mat<double> bad = w;
     bad(2, 2) = std::numeric_limits<double>::quiet_NaN();
     contains(test::error_message([&] { olora(cpu, bad, {2}); }), "NaN or Inf");

@@ -20,6 +20,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -83,7 +84,16 @@ public:
 
         nlohmann::json json;
         try {
-            json = nlohmann::json::parse(header);
+            // JSON objects may repeat a key and nlohmann keeps the last one
+            // silently: a header naming a tensor twice is refused instead.
+            std::set<std::string> top_level_keys;
+            json = nlohmann::json::parse(header, [&](int depth, nlohmann::json::parse_event_t event,
+                                                     nlohmann::json& parsed) {
+                if (depth == 1 && event == nlohmann::json::parse_event_t::key &&
+                    !top_level_keys.insert(parsed.get<std::string>()).second)
+                    fail(where, "the header names '", parsed.get<std::string>(), "' twice");
+                return true;
+            });
         } catch (const nlohmann::json::exception& e) {
             fail(where, "header is not valid JSON: ", e.what());
         }

@@ -29,6 +29,7 @@
 #include <type_traits>
 #include <cstdint>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -45,10 +46,10 @@ namespace loranull {
 
 struct LoraConfig {
     Index rank = 8;
-    double alpha = -1;          // s = alpha / rank; alpha < 0 means alpha = rank (s = 1, LoRA-Null's scripts)
-    std::uint64_t seed = 0;     // for the random initialisations
+    std::optional<double> alpha;  // s = alpha / rank; unset means alpha = rank (s = 1, LoRA-Null's scripts)
+    std::uint64_t seed = 0;       // for the random initialisations
 
-    double scale() const { return alpha < 0 ? 1.0 : alpha / static_cast<double>(rank); }
+    double scale() const { return alpha ? *alpha / static_cast<double>(rank) : 1.0; }
 };
 
 enum class LoraDistribution { kaiming_uniform, gaussian };
@@ -61,8 +62,8 @@ void check_weight(Bk& b, const M& w, const LoraConfig& config, const char* where
     require(config.rank >= 1 && config.rank <= std::min(w.rows(), w.cols()), where, "rank r = ", config.rank,
             " for W of ", shape_string(w.rows(), w.cols()), " (need 1 <= r <= min(m, n) = ", std::min(w.rows(), w.cols()),
             ")");
-    require(std::isfinite(config.alpha) && config.alpha != 0, where, "alpha = ", config.alpha,
-            " (use a positive value, or < 0 for alpha = r)");
+    require(!config.alpha || (std::isfinite(*config.alpha) && *config.alpha > 0), where, "alpha = ",
+            config.alpha.value_or(0), " (need a positive value; leave it unset for alpha = r)");
     require(b.all_finite(w), where, "W (", shape_string(w.rows(), w.cols()), ") holds NaN or Inf");
 }
 

@@ -99,7 +99,7 @@ public:
         require(k == k2 && out.rows() == m && out.cols() == n, "CpuBackend::gemm",
                 "op(A) is ", shape_string(m, k), ", op(B) is ", shape_string(k2, n), ", out is ",
                 shape_string(out.rows(), out.cols()));
-        require(out.data() != a.data() && out.data() != b.data(), "CpuBackend::gemm",
+        require(out.size() == 0 || (out.data() != a.data() && out.data() != b.data()), "CpuBackend::gemm",
                 "out must not alias A or B");
         if (beta == T(0)) out.setZero();  // beta = 0 ignores old contents, NaN included
         else if (beta != T(1)) out *= beta;

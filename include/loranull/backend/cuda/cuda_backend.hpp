@@ -339,7 +339,7 @@ public:
         const Index n = op_b == Op::none ? b.cols() : b.rows();
         require(k == k2 && out.rows() == m && out.cols() == n, where, "op(A) is ", shape_string(m, k), ", op(B) is ",
                 shape_string(k2, n), ", out is ", shape_string(out.rows(), out.cols()));
-        require(out.data() != a.data() && out.data() != b.data(), where, "out must not alias A or B");
+        require(out.size() == 0 || (out.data() != a.data() && out.data() != b.data()), where, "out must not alias A or B");
         if (m == 0 || n == 0) return;
         const cuda_detail::DeviceGuard guard(device_, where);
         if (k == 0) {  // out = beta * out (beta = 0 ignores the old contents, NaN included)
