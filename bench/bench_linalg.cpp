@@ -393,6 +393,13 @@ void register_all() {
         reg("Accumulate/loranull_Covariance_f64acc", BM_accumulate_covariance<double>, it)->ArgName("n")->Arg(n);
         reg("Accumulate/OpenBLAS_dsyrk_preconverted", BM_accumulate_dsyrk_preconverted, it)->ArgName("n")->Arg(n);
     }
+    // LLaMA-7B's MLP width (the down_proj input): where a general product hurts most.
+    {
+        const Idx n = 11008;
+        reg("Accumulate/loranull_Covariance_f32acc", BM_accumulate_covariance<float>, 2)->ArgName("n")->Arg(n);
+        reg("Accumulate/OpenBLAS_ssyrk", BM_accumulate_ssyrk, 2)->ArgName("n")->Arg(n);
+        reg("Accumulate/Eigen_XXt_general", BM_accumulate_eigen_general, 1)->ArgName("n")->Arg(n);
+    }
     const bool slow = env_flag("LORANULL_BENCH_SLOW");
     for (const Idx n : {Idx(1024), Idx(2048), Idx(4096)}) {
         const int it = n <= 1024 ? 10 : n <= 2048 ? 5 : 3;

@@ -74,8 +74,13 @@ def main():
         c = covariance(n, generator)
         w = torch.randn(m, n, generator=generator) / n ** 0.5
         t_ref = timed(reference_route, w, c, r)
-        t_thin = timed(thin_path, w, c, r)
-        print(f"{m:>6}x{n:<5} {t_ref:>18.2f} {t_thin:>12.2f}", flush=True)
+        try:
+            thin = f"{timed(thin_path, w, c, r):>12.2f}"
+        except RuntimeError:
+            # torch.linalg.eigh(float32) fails at n = 4096: LAPACK's ssyevd
+            # workspace query rounds down in float (info = -8).
+            thin = f"{'FAILED':>12}"
+        print(f"{m:>6}x{n:<5} {t_ref:>18.2f} {thin}", flush=True)
 
 
 if __name__ == "__main__":
