@@ -13,15 +13,6 @@ using test::Mat;
 namespace {
 CpuBackend cpu;
 
-/// Activations with a decaying spectrum: row i scaled by decay^i, so that the
-/// covariance has well separated small eigenvalues.
-template <class T>
-Mat<T> activations(Index n, Index tokens, std::uint64_t seed, double decay = 0.8) {
-    Mat<double> x = test::gaussian<double>(n, tokens, seed);
-    Mat<double> q = test::orthonormal<double>(n, n, seed + 1);
-    for (Index i = 0; i < n; ++i) x.row(i) *= std::pow(decay, double(i));
-    return (q * x).template cast<T>();
-}
 }  // namespace
 
 // --- Covariance ---------------------------------------------------------------
@@ -262,7 +253,7 @@ TEST_CASE("randomized_svd is deterministic for a seed and validates its options"
 
 TEST_CASE_TEMPLATE("null_space: the r least-used directions, energy, projector-free project()", T, float, double) {
     const Index n = 40, r = 6;
-    Mat<T> x = activations<T>(n, 400, 8, 0.9);  // eigenvalues ~0.81^i: all above float's noise floor
+    Mat<T> x = test::anisotropic_activations<T>(n, 400, 8, 0.9);  // eigenvalues ~0.81^i: all above float's noise floor
     Covariance<CpuBackend, T> cov(cpu, n);
     cov.add(x);
     auto ns = null_space(cov, r);
@@ -315,7 +306,7 @@ TEST_CASE("null_space reports rank deficiency (too few tokens), or throws on req
     // deficient: the default tolerance (10 eps lambda_max) sits far below
     // 1e-4 lambda_max.
     Covariance<CpuBackend, float> wide(cpu, 200);
-    wide.add(activations<float>(200, 400, 12, std::pow(1e-2, 1.0 / 199)));
+    wide.add(test::anisotropic_activations<float>(200, 400, 12, std::pow(1e-2, 1.0 / 199)));
     auto wide_ns = null_space(wide, 16);
     INFO(wide_ns.rank_report.tolerance);
     CHECK_FALSE(wide_ns.rank_report.deficient);

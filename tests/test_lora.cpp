@@ -12,14 +12,6 @@ using test::Mat;
 namespace {
 CpuBackend cpu;
 
-/// Activations whose covariance has a decaying spectrum (as in test_linalg).
-template <class T>
-Mat<T> activations(Index n, Index tokens, std::uint64_t seed, double decay = 0.8) {
-    Mat<double> x = test::gaussian<double>(n, tokens, seed);
-    Mat<double> q = test::orthonormal<double>(n, n, seed + 1);
-    for (Index i = 0; i < n; ++i) x.row(i) *= std::pow(decay, double(i));
-    return (q * x).template cast<T>();
-}
 
 template <class T>
 Mat<T> reconstructed(const LoraFactors<CpuBackend, T>& f) {
@@ -41,7 +33,7 @@ TEST_CASE_TEMPLATE("every initialiser: W_res + s B A reproduces W, shapes, scale
     const Index m = 24, n = 17, r = 4;
     const Mat<T> w = test::gaussian<T>(m, n, 1);
     Covariance<CpuBackend> knowledge(cpu, n, Normalisation::plain, "knowledge");
-    knowledge.add(activations<T>(n, 200, 2));
+    knowledge.add(test::anisotropic_activations<T>(n, 200, 2));
     const LoraConfig config{r, 8.0, 7};  // s = 2
     std::vector<LoraFactors<CpuBackend, T>> all = {
         lora(cpu, w, config), lora(cpu, w, config, LoraDistribution::gaussian), pissa(cpu, w, config),
@@ -101,7 +93,7 @@ TEST_CASE_TEMPLATE("pissa and milora: A's rows span W's top / bottom right-singu
 TEST_CASE_TEMPLATE("lora_null: rows of A in span(U_null), W_res = W - W P, the thin path equals the reference route", T, float, double) {
     const Index m = 20, n = 32, r = 6;
     const Mat<T> w = test::gaussian<T>(m, n, 11);
-    const Mat<T> x = activations<T>(n, 300, 12, 0.85);
+    const Mat<T> x = test::anisotropic_activations<T>(n, 300, 12, 0.85);
     Covariance<CpuBackend> knowledge(cpu, n, Normalisation::plain, "knowledge");
     knowledge.add(x);
     const LoraConfig config{r, {}, 0};
@@ -135,7 +127,7 @@ TEST_CASE_TEMPLATE("corda: U S V^^T = W, so KPM's last r and IPM's first p - r a
     const Index m = 14, n = 10;
     const Mat<T> w = test::gaussian<T>(m, n, 21);
     Covariance<CpuBackend> c(cpu, n);
-    c.add(activations<T>(n, 100, 22, 0.7));
+    c.add(test::anisotropic_activations<T>(n, 100, 22, 0.7));
     auto kpm = corda_kpm(cpu, w, c, {3, {}, 0});
     auto ipm = corda_ipm(cpu, w, c, {n - 3, {}, 0});
     CHECK(test::relative_error(Mat<T>(kpm.B * kpm.A + ipm.B * ipm.A), w) < tolerance<T>(m, n) * 10);
@@ -159,7 +151,7 @@ TEST_CASE("olora and eva: their defining structure") {
     for (Index i = 0; i < 4; ++i)
         for (Index j = 0; j < i; ++j) CHECK(std::abs(o.A(i, j)) < 1e-13);  // R is upper triangular
     Covariance<CpuBackend> task(cpu, 9);
-    task.add(activations<double>(9, 50, 3));
+    task.add(test::anisotropic_activations<double>(9, 50, 3));
     auto e = eva(cpu, w, task, {3, {}, 0});
     CHECK(e.B.isZero());
     CHECK(test::orthonormality_error(Mat<double>(e.A.transpose())) < 1e-13);
@@ -171,7 +163,7 @@ TEST_CASE_TEMPLATE("the layer's output is unchanged at initialisation for every 
     const Index m = 18, n = 15, r = 3;
     const Mat<T> w = test::gaussian<T>(m, n, 41), x = test::gaussian<T>(n, 9, 42);
     Covariance<CpuBackend> c(cpu, n);
-    c.add(activations<T>(n, 100, 43));
+    c.add(test::anisotropic_activations<T>(n, 100, 43));
     const LoraConfig config{r, 6.0, 0};
     for (auto f : {pissa(cpu, w, config), milora(cpu, w, config), corda_kpm(cpu, w, c, config),
                    lora_null(cpu, w, c, config), olora(cpu, w, config), lora(cpu, w, config)}) {
@@ -185,7 +177,7 @@ TEST_CASE_TEMPLATE("the layer's output is unchanged at initialisation for every 
 TEST_CASE("LoraLinear backward matches finite differences (double), with and without frozen factors") {
     const Index m = 7, n = 6, r = 3, tokens = 5;
     Covariance<CpuBackend> c(cpu, n);
-    c.add(activations<double>(n, 40, 1));
+    c.add(test::anisotropic_activations<double>(n, 40, 1));
     auto f = pissa(cpu, test::gaussian<double>(m, n, 2), {r, 4.5, 0});
     f.B += 0.3 * test::gaussian<double>(m, r, 3);  // move off the init so that no term vanishes
     const Mat<double> x = test::gaussian<double>(n, tokens, 4), g = test::gaussian<double>(m, tokens, 5);
@@ -235,7 +227,7 @@ TEST_CASE("LoraLinear backward matches finite differences (double), with and wit
 
 TEST_CASE_TEMPLATE("LoRA-Null v2: after arbitrary updates of B the SPEC section 4 bound holds", T, float, double) {
     const Index m = 16, n = 24, r = 5;
-    const Mat<T> w = test::gaussian<T>(m, n, 51), x = activations<T>(n, 120, 52, 0.85);
+    const Mat<T> w = test::gaussian<T>(m, n, 51), x = test::anisotropic_activations<T>(n, 120, 52, 0.85);
     Covariance<CpuBackend, T> c(cpu, n);
     c.add(x);
     const auto ns = null_space(c, r);

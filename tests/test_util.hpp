@@ -64,6 +64,17 @@ Eigen::Matrix<T, Eigen::Dynamic, 1> vec(const std::vector<T>& v) {
     return Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(v.data(), static_cast<Index>(v.size()));
 }
 
+/// n x tokens activations Q D G with a decaying spectrum: G Gaussian, D =
+/// diag(decay^i), Q a random rotation, so that the covariance's small
+/// eigenvalues are well separated (and not axis-aligned).
+template <class T>
+Mat<T> anisotropic_activations(Index n, Index tokens, std::uint64_t seed, double decay = 0.8) {
+    Mat<double> x = gaussian<double>(n, tokens, seed);
+    Mat<double> q = orthonormal<double>(n, n, seed + 1);
+    for (Index i = 0; i < n; ++i) x.row(i) *= std::pow(decay, double(i));
+    return (q * x).template cast<T>();
+}
+
 /// ||U^T U - I||_F in double.
 template <class T>
 double orthonormality_error(const Mat<T>& u) {

@@ -45,6 +45,12 @@
 namespace loranull {
 
 struct LoraConfig {
+    // A constructor rather than an aggregate, so that LoraConfig{r} and
+    // LoraConfig{r, alpha} leave the rest at their defaults without
+    // -Wmissing-field-initializers warnings in users' builds.
+    LoraConfig(Index rank_ = 8, std::optional<double> alpha_ = {}, std::uint64_t seed_ = 0)
+        : rank(rank_), alpha(alpha_), seed(seed_) {}
+
     Index rank = 8;
     std::optional<double> alpha;  // s = alpha / rank; unset means alpha = rank (s = 1, LoRA-Null's scripts)
     std::uint64_t seed = 0;       // for the random initialisations
