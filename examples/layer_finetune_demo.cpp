@@ -162,7 +162,7 @@ int main(int argc, char** argv) try {
                 static_cast<long long>(knowledge.tokens()), ns.energy_fraction(),
                 ns.rank_report.deficient ? " (rank-deficient!)" : "");
 
-    const LoraConfig config{r, -1, seed};
+    const LoraConfig config{r, {}, seed};
     std::vector<Result> results;
     results.push_back(full_finetune(w, d, steps, lr));
     results.push_back(finetune(cpu, "LoRA", lora(cpu, w, config), Trainable::both, w, d, steps, lr));
