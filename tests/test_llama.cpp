@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <tuple>
 
 #include <loranull/io/hf_checkpoint.hpp>
 #include <loranull/llama/model.hpp>
@@ -319,6 +320,23 @@ TEST_CASE("checkpoints round-trip with Hugging Face names, sharded and tied ones
     }
     CHECK(test::error_message([&] { load_hf_checkpoint<float>(cpu, dir / "nowhere"); }).find("not a folder") !=
           std::string::npos);
+    // Features this model does not compute are refused, not ignored.
+    for (const auto& [key, value, expected] :
+         {std::tuple<const char*, nlohmann::json, const char*>{"rope_scaling", {{"rope_type", "llama3"}, {"factor", 8.0}}, "rope_scaling"},
+          {"attention_bias", true, "attention_bias = true"},
+          {"head_dim", 2, "head_dim 2 differs"},
+          {"hidden_act", "gelu", "hidden_act \"gelu\""}}) {
+        const fs::path variant = dir / (std::string("variant-") + key);
+        fs::create_directories(variant);
+        fs::copy_file(dir / "untied" / "model.safetensors", variant / "model.safetensors", fs::copy_options::overwrite_existing);
+        std::ifstream in(dir / "untied" / "config.json");
+        nlohmann::json config = nlohmann::json::parse(in);
+        config[key] = value;
+        std::ofstream(variant / "config.json") << config.dump();
+        const std::string message = test::error_message([&] { load_hf_checkpoint<float>(cpu, variant); });
+        INFO(message);
+        CHECK(message.find(expected) != std::string::npos);
+    }
 }
 
 TEST_CASE("configurations and inputs that do not fit are errors naming the values") {

@@ -71,6 +71,21 @@ inline LlamaConfig config_from_json(const nlohmann::json& j, const std::string& 
     if (j.contains("model_type"))
         require(j["model_type"] == "llama", where, "config.json: model_type is ", j["model_type"].dump(),
                 ", expected \"llama\"");
+    // What this model does not compute must be refused, never ignored: a
+    // scaled RoPE, biases or a decoupled head size would load and give wrong
+    // logits silently.
+    require(!j.contains("rope_scaling") || j["rope_scaling"].is_null(), where,
+            "config.json: rope_scaling ", j.contains("rope_scaling") ? j["rope_scaling"].dump() : "",
+            " is not supported (plain RoPE only)");
+    for (const char* bias : {"attention_bias", "mlp_bias"})
+        require(!j.contains(bias) || j[bias] == false, where, "config.json: ", bias, " = true is not supported");
+    if (j.contains("head_dim") && !j["head_dim"].is_null())
+        require(j["head_dim"].is_number_integer() && j["head_dim"].get<Index>() * c.n_heads == c.dim, where,
+                "config.json: head_dim ", j["head_dim"].dump(), " differs from hidden_size / num_attention_heads = ",
+                c.n_heads > 0 ? c.dim / c.n_heads : 0, " (not supported)");
+    if (j.contains("hidden_act"))
+        require(j["hidden_act"] == "silu", where, "config.json: hidden_act ", j["hidden_act"].dump(),
+                " is not supported (silu only)");
     c.validate();
     return c;
 }
