@@ -4,7 +4,7 @@
 # targets are built too.
 set -euo pipefail
 packages=(cmake ninja-build g++ ccache libeigen3-dev libopenblas-dev liblapacke-dev nlohmann-json3-dev
-          doctest-dev libbenchmark-dev)
+          doctest-dev libbenchmark-dev python3-numpy)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
