@@ -9,3 +9,7 @@ jobs=$(nproc)
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
+# Without a GPU, ctest lists the GPU cases as "Skipped"; say why in words too.
+if [ -x build/tests/cuda/test_cuda_parity ] && ! nvidia-smi -L >/dev/null 2>&1; then
+  build/tests/cuda/test_cuda_parity 2>&1 | grep -m1 "no CUDA device" || true
+fi
