@@ -12,6 +12,8 @@
 
 #include <loranull/loranull.hpp>
 
+#include "error_message.hpp"
+
 namespace test {
 
 using loranull::Index;
@@ -94,17 +96,6 @@ template <class T1, class T2>
 double relative_error(const Mat<T1>& a, const Mat<T2>& b) {
     Mat<double> ad = a.template cast<double>(), bd = b.template cast<double>();
     return (ad - bd).norm() / std::max(bd.norm(), 1e-300);
-}
-
-/// Message of the loranull::error thrown by f ("" when nothing is thrown).
-template <class F>
-std::string error_message(F&& f) {
-    try {
-        f();
-    } catch (const loranull::error& e) {
-        return e.what();
-    }
-    return "";
 }
 
 }  // namespace test

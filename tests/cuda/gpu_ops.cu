@@ -9,6 +9,8 @@
 #include <utility>
 
 #include <loranull/backend/cuda/cuda_backend.hpp>
+
+#include "../error_message.hpp"
 #include <loranull/linalg/covariance.hpp>
 #include <loranull/linalg/null_space.hpp>
 #include <loranull/linalg/svd.hpp>
@@ -61,15 +63,7 @@ CovarianceResult<T> result_of(const loranull::Covariance<CudaBackend, T>& cov) {
     return out;
 }
 
-template <class F>
-std::string message_of(F&& f) {
-    try {
-        f();
-    } catch (const loranull::error& e) {
-        return e.what();
-    }
-    return "";
-}
+using test::error_message;
 
 }  // namespace
 
@@ -358,40 +352,40 @@ std::string error_message(ErrorCase which) {
     auto h = [&](Index r, Index c) { return random_normal<double>(r, c, rng); };
     switch (which) {
         case ErrorCase::gemm_shape:
-            return message_of([&] { gemm(Op::none, Op::none, 1.0, h(4, 3), h(3, 2), 0.0, h(5, 2)); });
+            return error_message([&] { gemm(Op::none, Op::none, 1.0, h(4, 3), h(3, 2), 0.0, h(5, 2)); });
         case ErrorCase::gemm_alias:
-            return message_of([&] {
+            return error_message([&] {
                 auto a = up(h(3, 3));
                 backend().gemm(Op::none, Op::none, 1.0, a, a, 0.0, a);
             });
-        case ErrorCase::syrk_shape: return message_of([&] { syrk_lower(1.0, h(4, 2), h(3, 3)); });
-        case ErrorCase::block_out_of_range: return message_of([&] { block(h(7, 5), 5, 0, 3, 1); });
-        case ErrorCase::set_block_out_of_range: return message_of([&] { set_block(h(4, 4), 2, 2, h(3, 1)); });
-        case ErrorCase::select_columns_out_of_range: return message_of([&] { select_columns(h(7, 5), {0, 5}); });
-        case ErrorCase::eigen_range_out_of_range: return message_of([&] { symmetric_eigen_range(h(4, 4), 2, 3); });
-        case ErrorCase::eigen_not_square: return message_of([&] { symmetric_eigen(h(4, 3)); });
-        case ErrorCase::scale_columns_count: return message_of([&] { scale_columns(h(4, 3), std::vector<double>(2)); });
-        case ErrorCase::scale_rows_count: return message_of([&] { scale_rows(h(4, 3), std::vector<double>(3)); });
-        case ErrorCase::trace_not_square: return message_of([&] { trace(h(4, 3)); });
-        case ErrorCase::max_coeff_empty: return message_of([&] { max_coeff(HostMatrix<double>(0, 3)); });
+        case ErrorCase::syrk_shape: return error_message([&] { syrk_lower(1.0, h(4, 2), h(3, 3)); });
+        case ErrorCase::block_out_of_range: return error_message([&] { block(h(7, 5), 5, 0, 3, 1); });
+        case ErrorCase::set_block_out_of_range: return error_message([&] { set_block(h(4, 4), 2, 2, h(3, 1)); });
+        case ErrorCase::select_columns_out_of_range: return error_message([&] { select_columns(h(7, 5), {0, 5}); });
+        case ErrorCase::eigen_range_out_of_range: return error_message([&] { symmetric_eigen_range(h(4, 4), 2, 3); });
+        case ErrorCase::eigen_not_square: return error_message([&] { symmetric_eigen(h(4, 3)); });
+        case ErrorCase::scale_columns_count: return error_message([&] { scale_columns(h(4, 3), std::vector<double>(2)); });
+        case ErrorCase::scale_rows_count: return error_message([&] { scale_rows(h(4, 3), std::vector<double>(3)); });
+        case ErrorCase::trace_not_square: return error_message([&] { trace(h(4, 3)); });
+        case ErrorCase::max_coeff_empty: return error_message([&] { max_coeff(HostMatrix<double>(0, 3)); });
         case ErrorCase::covariance_wrong_rows:
-            return message_of([&] {
+            return error_message([&] {
                 loranull::Covariance<CudaBackend, double> cov(backend(), 4);
                 cov.add(up(h(5, 10)));
             });
         case ErrorCase::covariance_nan:
-            return message_of([&] {
+            return error_message([&] {
                 loranull::Covariance<CudaBackend, double> cov(backend(), 4);
                 auto x = h(4, 10);
                 x(2, 3) = std::numeric_limits<double>::quiet_NaN();
                 cov.add(up(x));
             });
-        case ErrorCase::smallest_eigenpairs_bad_k: return message_of([&] { smallest_eigenpairs(h(4, 4), 5); });
-        case ErrorCase::randomized_svd_bad_k: return message_of([&] { randomized_svd(h(6, 4), 5, 2, 1, 0); });
+        case ErrorCase::smallest_eigenpairs_bad_k: return error_message([&] { smallest_eigenpairs(h(4, 4), 5); });
+        case ErrorCase::randomized_svd_bad_k: return error_message([&] { randomized_svd(h(6, 4), 5, 2, 1, 0); });
         case ErrorCase::null_space_bad_rank:
-            return message_of([&] { null_space(HostMatrix<double>(4, 4, 1.0), 0, HostMatrix<double>()); });
+            return error_message([&] { null_space(HostMatrix<double>(4, 4, 1.0), 0, HostMatrix<double>()); });
         case ErrorCase::null_space_deficient_throws:
-            return message_of([&] {
+            return error_message([&] {
                 loranull::Covariance<CudaBackend, double> cov(backend(), 16);
                 cov.add(up(h(16, 4)));  // rank 4: 12 zero eigenvalues > r = 2
                 loranull::NullSpaceOptions options;
@@ -399,7 +393,7 @@ std::string error_message(ErrorCase which) {
                 (void)loranull::null_space(cov, 2, options);
             });
         case ErrorCase::bad_device:
-            return message_of([&] { CudaBackend other(loranull::cuda_device_count()); });
+            return error_message([&] { CudaBackend other(loranull::cuda_device_count()); });
     }
     return "unknown case";
 }

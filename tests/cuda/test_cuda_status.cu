@@ -12,17 +12,11 @@
 
 #include <loranull/backend/cuda/cuda_backend.hpp>
 
+#include "../error_message.hpp"
+
 namespace {
 
-template <class F>
-std::string message_of(F&& f) {
-    try {
-        f();
-    } catch (const loranull::error& e) {
-        return e.what();
-    }
-    return "";
-}
+using test::error_message;
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
@@ -39,14 +33,14 @@ TEST_CASE("CUDA runtime failures become loranull::error naming the call and the 
     using namespace loranull::cuda_detail;
     CHECK_NOTHROW(check_cuda(cudaSuccess, "cudaMemcpyAsync(a, b, n, kind, s)", "CudaBackend::upload"));
     const std::string message =
-        message_of([] { check_cuda(cudaErrorInvalidValue, "cudaMemcpyAsync(a, b, n, kind, s)", "CudaBackend::upload"); });
+        error_message([] { check_cuda(cudaErrorInvalidValue, "cudaMemcpyAsync(a, b, n, kind, s)", "CudaBackend::upload"); });
     CAPTURE(message);
     CHECK(contains(message, "loranull::CudaBackend::upload: "));
     CHECK(contains(message, "cudaMemcpyAsync(...) failed"));  // the call's name, not its argument expressions
     CHECK(contains(message, "cudaErrorInvalidValue"));
     CHECK(contains(message, "(1)"));
     // The macro passes the call's source text.
-    const std::string from_macro = message_of([] { LORANULL_CUDA_CHECK(cudaErrorMemoryAllocation, "CudaBackend::zeros"); });
+    const std::string from_macro = error_message([] { LORANULL_CUDA_CHECK(cudaErrorMemoryAllocation, "CudaBackend::zeros"); });
     CHECK(contains(from_macro, "cudaErrorMemoryAllocation"));
 }
 
@@ -54,7 +48,7 @@ TEST_CASE("cuBLAS failures become loranull::error naming the call and the status
     using namespace loranull::cuda_detail;
     CHECK_NOTHROW(check_cublas(CUBLAS_STATUS_SUCCESS, "cublasSgemm(h)", "CudaBackend::gemm"));
     const std::string message =
-        message_of([] { check_cublas(CUBLAS_STATUS_INVALID_VALUE, "cublasSgemm(h, ...)", "CudaBackend::gemm"); });
+        error_message([] { check_cublas(CUBLAS_STATUS_INVALID_VALUE, "cublasSgemm(h, ...)", "CudaBackend::gemm"); });
     CAPTURE(message);
     CHECK(contains(message, "loranull::CudaBackend::gemm: cublasSgemm(...) failed"));
     CHECK(contains(message, "CUBLAS_STATUS_INVALID_VALUE"));
@@ -63,12 +57,12 @@ TEST_CASE("cuBLAS failures become loranull::error naming the call and the status
 TEST_CASE("cuSOLVER failures and devInfo become loranull::error naming the call and the status") {
     using namespace loranull::cuda_detail;
     CHECK_NOTHROW(check_cusolver(CUSOLVER_STATUS_SUCCESS, "cusolverDnXsyevd(h)", "CudaBackend::symmetric_eigen"));
-    const std::string message = message_of(
+    const std::string message = error_message(
         [] { check_cusolver(CUSOLVER_STATUS_INVALID_VALUE, "cusolverDnXsyevd(h, ...)", "CudaBackend::symmetric_eigen"); });
     CAPTURE(message);
     CHECK(contains(message, "loranull::CudaBackend::symmetric_eigen: cusolverDnXsyevd(...) failed"));
     CHECK(contains(message, "CUSOLVER_STATUS_INVALID_VALUE (3)"));
-    CHECK(contains(message_of([] { check_cusolver(CUSOLVER_STATUS_NOT_SUPPORTED, "f()", "w"); }),
+    CHECK(contains(error_message([] { check_cusolver(CUSOLVER_STATUS_NOT_SUPPORTED, "f()", "w"); }),
                    "CUSOLVER_STATUS_NOT_SUPPORTED"));
 }
 
@@ -86,16 +80,16 @@ TEST_CASE("DeviceMatrix: the empty state touches no CUDA API and negative shapes
     loranull::DeviceMatrix<double> zero_rows(0, 5, nullptr);
     CHECK(zero_rows.cols() == 5);
     CHECK(zero_rows.data() == nullptr);
-    const std::string message = message_of([] { loranull::DeviceMatrix<float> bad(-1, 3, nullptr); });
+    const std::string message = error_message([] { loranull::DeviceMatrix<float> bad(-1, 3, nullptr); });
     CHECK(contains(message, "negative shape -1 x 3"));
 }
 
 TEST_CASE("CudaBackend on a device that does not exist throws loranull::error") {
     const int count = loranull::cuda_device_count();
-    const std::string missing = message_of([&] { loranull::CudaBackend backend(count); });
+    const std::string missing = error_message([&] { loranull::CudaBackend backend(count); });
     CAPTURE(missing);
     CHECK(contains(missing, "loranull::CudaBackend::CudaBackend: "));
     if (count == 0) CHECK(contains(missing, "no CUDA device"));
     else CHECK(contains(missing, "requested"));
-    CHECK(contains(message_of([] { loranull::CudaBackend backend(-1); }), "CudaBackend::CudaBackend"));
+    CHECK(contains(error_message([] { loranull::CudaBackend backend(-1); }), "CudaBackend::CudaBackend"));
 }
