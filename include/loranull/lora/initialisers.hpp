@@ -260,7 +260,7 @@ auto corda(Bk& b, const M& w, const Source& covariance, LoraConfig config, Tripl
     const auto eig = b.symmetric_eigen(c);
     const double mean_diagonal = double(b.trace(c)) / double(n);
     require(mean_diagonal > 0, where, "covariance has a zero diagonal");
-    matrix_t<Bk, Tc> c_damped = c, c_inverse;
+    matrix_t<Bk, Tc> c_damped, c_inverse;  // set by the damping loop
     double damping = 0.01;
     for (int attempt = 0;; ++attempt) {
         const double delta = damping * mean_diagonal;
