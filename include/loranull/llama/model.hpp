@@ -161,33 +161,38 @@ public:
         cache_.shape = shape;
         cache_.blocks.resize(blocks.size());
         Matrix x = b.embedding_forward(embed, tokens);
-        for (std::size_t l = 0; l < blocks.size(); ++l) {
-            Block& block = blocks[l];
-            BlockCache& c = cache_.blocks[l];
-            const Index layer = static_cast<Index>(l);
-            c.x_in = x;
-            c.attn_in = b.rmsnorm_forward(x, block.attn_norm, T(config.norm_eps), c.rstd_attn);
-            if (hook) hook(layer, LinearInput::attn_in, c.attn_in);
-            c.q = block[ProjectionKind::q].forward(b, c.attn_in);
-            c.k = block[ProjectionKind::k].forward(b, c.attn_in);
-            c.v = block[ProjectionKind::v].forward(b, c.attn_in);
-            b.rope(c.q, config.n_heads, config.head_dim(), seq_len, config.rope_theta);
-            b.rope(c.k, config.n_kv_heads, config.head_dim(), seq_len, config.rope_theta);
-            c.o_in = b.attention_forward(c.q, c.k, c.v, shape, c.probs);
-            if (hook) hook(layer, LinearInput::o_in, c.o_in);
-            b.axpy(T(1), block[ProjectionKind::o].forward(b, c.o_in), x);
-            c.x_mid = x;
-            c.mlp_in = b.rmsnorm_forward(x, block.mlp_norm, T(config.norm_eps), c.rstd_mlp);
-            if (hook) hook(layer, LinearInput::mlp_in, c.mlp_in);
-            c.gate = block[ProjectionKind::gate].forward(b, c.mlp_in);
-            c.up = block[ProjectionKind::up].forward(b, c.mlp_in);
-            c.down_in = b.swiglu_forward(c.gate, c.up);
-            if (hook) hook(layer, LinearInput::down_in, c.down_in);
-            b.axpy(T(1), block[ProjectionKind::down].forward(b, c.down_in), x);
-        }
+        for (std::size_t l = 0; l < blocks.size(); ++l)
+            x = block_forward_cached(b, config, blocks[l], static_cast<Index>(l), std::move(x), shape, hook,
+                                     cache_.blocks[l]);
         cache_.x_final = x;
         cache_.normed = b.rmsnorm_forward(x, final_norm, T(config.norm_eps), cache_.rstd_final);
         return config.tied_embeddings ? product(b, embed, cache_.normed, Op::transpose) : product(b, lm_head, cache_.normed);
+    }
+
+    /// One block's forward (what forward() runs for each block), for x (dim x T,
+    /// T = batch * seq_len) without caching anything: the streaming calibration
+    /// of tools/loranull-build runs the blocks one at a time with this, holding
+    /// one block's weights at a time. Static, so a lone Block (loaded by itself,
+    /// without a whole model) can run; `layer` is only passed to the hook.
+    static Matrix block_forward(Bk& b, const LlamaConfig& config, const Block& block, Index layer, Matrix x,
+                                Index seq_len, const Hook& hook = {}) {
+        const char* where = "LlamaModel::block_forward";
+        require(seq_len >= 1 && seq_len <= config.max_seq_len, where, "sequence length ", seq_len,
+                " is outside 1 .. max_seq_len = ", config.max_seq_len);
+        require(x.rows() == config.dim && x.cols() > 0 && x.cols() % seq_len == 0, where, "x is ",
+                shape_string(x.rows(), x.cols()), ", expected ", config.dim, " rows and whole sequences of ", seq_len);
+        BlockCache scratch;
+        return block_forward_cached(b, config, block, layer, std::move(x),
+                                    AttentionShape{config.n_heads, config.n_kv_heads, config.head_dim(), seq_len}, hook,
+                                    scratch);
+    }
+
+    /// block_forward on this model's block `layer`.
+    Matrix block_forward(Index layer, Matrix x, Index seq_len, const Hook& hook = {}) const {
+        require(layer >= 0 && layer < static_cast<Index>(blocks.size()), "LlamaModel::block_forward", "layer ", layer,
+                " of a model with ", blocks.size(), " blocks");
+        return block_forward(*backend_, config, blocks[static_cast<std::size_t>(layer)], layer, std::move(x), seq_len,
+                             hook);
     }
 
     /// Mean cross-entropy of next-token prediction; forward included.
@@ -307,6 +312,33 @@ private:
         std::vector<BlockCache> blocks;
         Matrix x_final, normed, rstd_final, probs;
     };
+
+    /// The block's forward, keeping in c what backward needs: the one copy of
+    /// the block code (forward and block_forward both run it).
+    static Matrix block_forward_cached(Bk& b, const LlamaConfig& config, const Block& block, Index layer, Matrix x,
+                                       const AttentionShape& shape, const Hook& hook, BlockCache& c) {
+        const Index seq_len = shape.seq_len;
+        c.x_in = x;
+        c.attn_in = b.rmsnorm_forward(x, block.attn_norm, T(config.norm_eps), c.rstd_attn);
+        if (hook) hook(layer, LinearInput::attn_in, c.attn_in);
+        c.q = block[ProjectionKind::q].forward(b, c.attn_in);
+        c.k = block[ProjectionKind::k].forward(b, c.attn_in);
+        c.v = block[ProjectionKind::v].forward(b, c.attn_in);
+        b.rope(c.q, config.n_heads, config.head_dim(), seq_len, config.rope_theta);
+        b.rope(c.k, config.n_kv_heads, config.head_dim(), seq_len, config.rope_theta);
+        c.o_in = b.attention_forward(c.q, c.k, c.v, shape, c.probs);
+        if (hook) hook(layer, LinearInput::o_in, c.o_in);
+        b.axpy(T(1), block[ProjectionKind::o].forward(b, c.o_in), x);
+        c.x_mid = x;
+        c.mlp_in = b.rmsnorm_forward(x, block.mlp_norm, T(config.norm_eps), c.rstd_mlp);
+        if (hook) hook(layer, LinearInput::mlp_in, c.mlp_in);
+        c.gate = block[ProjectionKind::gate].forward(b, c.mlp_in);
+        c.up = block[ProjectionKind::up].forward(b, c.mlp_in);
+        c.down_in = b.swiglu_forward(c.gate, c.up);
+        if (hook) hook(layer, LinearInput::down_in, c.down_in);
+        b.axpy(T(1), block[ProjectionKind::down].forward(b, c.down_in), x);
+        return x;
+    }
 
     Bk* backend_;
     Cache cache_;
