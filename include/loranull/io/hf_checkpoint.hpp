@@ -14,12 +14,15 @@
 // q/k rows are in HF's order: our RoPE is HF's "rotate half", so nothing is
 // permuted. Adapters are merged on save (a checkpoint is a dense model).
 
+#include <array>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -123,80 +126,188 @@ void save_hf_checkpoint(const LlamaModel<Bk, T>& model, const std::filesystem::p
     std::filesystem::rename(tmp, dir / "config.json");
 }
 
+/// An HF LLaMA checkpoint folder opened for reading tensor by tensor: config.json
+/// parsed and checked, the index of a sharded checkpoint read, shards opened
+/// (headers only) when first needed. What load_hf_checkpoint reads the whole
+/// model with, and what a streaming tool reads one block at a time with
+/// (load_block), so that no more than one block's weights are ever in memory.
+/// Every error names the folder, the file and the tensor.
+class HfCheckpointReader {
+public:
+    /// `where` prefixes error messages (default "HfCheckpointReader(<dir>)").
+    explicit HfCheckpointReader(std::filesystem::path dir, std::string where = {})
+        : dir_(std::move(dir)), where_(where.empty() ? "HfCheckpointReader(" + dir_.string() + ")" : std::move(where)) {
+        require(std::filesystem::is_directory(dir_), where_, "not a folder");
+        std::ifstream config_file(dir_ / "config.json");
+        require(bool(config_file), where_, "config.json is missing");
+        try {
+            config_json_ = nlohmann::json::parse(config_file);
+        } catch (const nlohmann::json::exception& e) {
+            fail(where_, "config.json is not valid JSON: ", e.what());
+        }
+        require(config_json_.is_object(), where_, "config.json is not a JSON object");
+        config_ = detail::config_from_json(config_json_, where_);
+
+        // Which file holds which tensor: one model.safetensors, or an index of shards.
+        const auto index_path = dir_ / "model.safetensors.index.json";
+        if (std::filesystem::exists(index_path)) {
+            std::ifstream index_file(index_path);
+            try {
+                index_json_ = nlohmann::json::parse(index_file);
+            } catch (const nlohmann::json::exception& e) {
+                fail(where_, "model.safetensors.index.json is not valid JSON: ", e.what());
+            }
+            require(index_json_.is_object() && index_json_.contains("weight_map") && index_json_["weight_map"].is_object(),
+                    where_, "model.safetensors.index.json has no weight_map");
+            for (const auto& [name, file] : index_json_["weight_map"].items()) {
+                require(file.is_string(), where_, "weight_map entry of '", name, "' is not a file name");
+                const std::string f = file.get<std::string>();
+                require(!f.empty() && f.find('/') == std::string::npos && f != "." && f != "..", where_,
+                        "weight_map entry of '", name, "' is '", f, "', not a file name in the folder");
+                file_of_[name] = f;
+            }
+            require(!file_of_.empty(), where_, "model.safetensors.index.json has an empty weight_map");
+        } else {
+            require(std::filesystem::exists(dir_ / "model.safetensors"), where_,
+                    "neither model.safetensors nor model.safetensors.index.json exists");
+        }
+    }
+
+    const std::filesystem::path& dir() const { return dir_; }
+    const LlamaConfig& config() const { return config_; }
+    const nlohmann::json& config_json() const { return config_json_; }
+    bool sharded() const { return !file_of_.empty(); }
+    /// The index (sharded checkpoints only; null otherwise).
+    const nlohmann::json& index_json() const { return index_json_; }
+
+    /// The files holding tensors: {"model.safetensors"}, or the index's shards, sorted.
+    std::vector<std::string> files() const {
+        if (!sharded()) return {"model.safetensors"};
+        std::set<std::string> unique;
+        for (const auto& [name, file] : file_of_) unique.insert(file);
+        return {unique.begin(), unique.end()};
+    }
+
+    /// The file that holds tensor `name` (a sharded checkpoint's index must list it).
+    const std::string& file_of(const std::string& name) const {
+        static const std::string single = "model.safetensors";
+        if (!sharded()) return single;
+        auto it = file_of_.find(name);
+        require(it != file_of_.end(), where_, "tensor '", name, "' is not in the index's weight_map");
+        return it->second;
+    }
+
+    /// The reader of `file` (opened, headers validated, on first use).
+    const io::SafetensorsReader& reader(const std::string& file, const std::string& for_tensor = {}) {
+        auto& reader = readers_[file];
+        if (!reader) {
+            require(std::filesystem::exists(dir_ / file), where_, sharded() ? "shard " : "", file,
+                    for_tensor.empty() ? std::string() : " (holding '" + for_tensor + "')", " is missing");
+            reader = std::make_unique<io::SafetensorsReader>(dir_ / file);
+        }
+        return *reader;
+    }
+
+    /// The header entry of tensor `name`, checked: present in its file, a
+    /// floating-point dtype, shape [rows, cols] (or [rows] when cols == 1).
+    const io::TensorInfo& checked_info(const std::string& name, Index rows, Index cols) {
+        const io::SafetensorsReader& r = reader(file_of(name), name);
+        require(r.contains(name), where_, "tensor '", name, "' is missing from ", r.path().filename().string());
+        const io::TensorInfo& info = r.info(name);
+        const bool shape_ok = (info.shape.size() == 2 && info.shape[0] == rows && info.shape[1] == cols) ||
+                              (cols == 1 && info.shape.size() == 1 && info.shape[0] == rows);
+        require(shape_ok, where_, "tensor '", name, "' has shape ", nlohmann::json(info.shape).dump(), ", expected [",
+                rows, cols == 1 ? "" : ", " + std::to_string(cols), "] (in ", r.path().filename().string(), ")");
+        require(io::is_floating(info.dtype), where_, "tensor '", name, "' in ", r.path().filename().string(),
+                " has dtype ", io::dtype_name(info.dtype), ", expected F32, F64, F16 or BF16");
+        return info;
+    }
+
+    /// Tensor `name` as a rows x cols matrix of T, checked (checked_info) and finite.
+    template <Real T>
+    HostMatrix<T> read(const std::string& name, Index rows, Index cols) {
+        checked_info(name, rows, cols);
+        HostMatrix<T> host = reader(file_of(name)).template read_matrix<T>(name);
+        require(all_finite(host.data(), host.size()), where_, "tensor '", name, "' in ", file_of(name),
+                " holds NaN or Inf");
+        return host;
+    }
+
+    /// Every tensor a LLaMA model of this config needs, with its expected
+    /// shape {rows, cols} (cols = 1 for vectors), in Hugging Face's order.
+    std::vector<std::pair<std::string, std::array<Index, 2>>> expected_tensors() const {
+        const LlamaConfig& c = config_;
+        std::vector<std::pair<std::string, std::array<Index, 2>>> out;
+        out.push_back({"model.embed_tokens.weight", {c.vocab_size, c.dim}});
+        for (Index l = 0; l < c.n_layers; ++l) {
+            const std::string prefix = "model.layers." + std::to_string(l) + ".";
+            out.push_back({prefix + "input_layernorm.weight", {c.dim, 1}});
+            out.push_back({prefix + "post_attention_layernorm.weight", {c.dim, 1}});
+            for (ProjectionKind kind : all_projections)
+                out.push_back({prefix + projection_path(kind) + ".weight", projection_shape(kind)});
+        }
+        out.push_back({"model.norm.weight", {c.dim, 1}});
+        if (!c.tied_embeddings) out.push_back({"lm_head.weight", {c.vocab_size, c.dim}});
+        return out;
+    }
+
+    /// {out, in} of a projection in this config.
+    std::array<Index, 2> projection_shape(ProjectionKind kind) const {
+        const LlamaConfig& c = config_;
+        const Index d = c.dim, kv = c.n_kv_heads * c.head_dim(), h = c.hidden_dim;
+        switch (kind) {
+            case ProjectionKind::q: case ProjectionKind::o: return {d, d};
+            case ProjectionKind::k: case ProjectionKind::v: return {kv, d};
+            case ProjectionKind::gate: case ProjectionKind::up: return {h, d};
+            case ProjectionKind::down: return {d, h};
+        }
+        return {0, 0};
+    }
+
+    /// Checks every expected tensor (file present, tensor present, shape,
+    /// floating-point dtype) from the headers alone, reading no data: a bad
+    /// checkpoint is refused before any work starts.
+    void check_all() {
+        for (const auto& [name, shape] : expected_tensors()) checked_info(name, shape[0], shape[1]);
+    }
+
+    /// Block `layer` alone (norms and the seven projections), read and checked.
+    template <Real T, class Bk>
+    typename LlamaModel<Bk, T>::Block load_block(Bk& b, Index layer) {
+        require(layer >= 0 && layer < config_.n_layers, where_, "layer ", layer, " of a model with ", config_.n_layers,
+                " layers");
+        typename LlamaModel<Bk, T>::Block block;
+        const std::string prefix = "model.layers." + std::to_string(layer) + ".";
+        block.attn_norm = b.upload(read<T>(prefix + "input_layernorm.weight", config_.dim, 1));
+        block.mlp_norm = b.upload(read<T>(prefix + "post_attention_layernorm.weight", config_.dim, 1));
+        for (ProjectionKind kind : all_projections) {
+            const auto shape = projection_shape(kind);
+            block[kind].weight = b.upload(read<T>(prefix + projection_path(kind) + ".weight", shape[0], shape[1]));
+        }
+        return block;
+    }
+
+private:
+    std::filesystem::path dir_;
+    std::string where_;
+    nlohmann::json config_json_;
+    nlohmann::json index_json_;
+    LlamaConfig config_;
+    std::map<std::string, std::string> file_of_;  // sharded only: tensor -> shard file
+    std::map<std::string, std::unique_ptr<io::SafetensorsReader>> readers_;
+};
+
 /// Reads an HF LLaMA checkpoint folder onto backend b (any float dtype on disk,
 /// converted to T). Every tensor's presence and shape is checked by name.
 template <Real T, class Bk>
 LlamaModel<Bk, T> load_hf_checkpoint(Bk& b, const std::filesystem::path& dir) {
-    const std::string where = "load_hf_checkpoint(" + dir.string() + ")";
-    require(std::filesystem::is_directory(dir), where, "not a folder");
-    std::ifstream config_file(dir / "config.json");
-    require(bool(config_file), where, "config.json is missing");
-    nlohmann::json config_json;
-    try {
-        config_json = nlohmann::json::parse(config_file);
-    } catch (const nlohmann::json::exception& e) {
-        fail(where, "config.json is not valid JSON: ", e.what());
-    }
-    LlamaModel<Bk, T> model(b, detail::config_from_json(config_json, where));
-
-    // Which file holds which tensor: one model.safetensors, or an index of shards.
-    std::map<std::string, std::string> file_of;
-    std::map<std::string, std::unique_ptr<io::SafetensorsReader>> readers;
-    const auto index_path = dir / "model.safetensors.index.json";
-    if (std::filesystem::exists(index_path)) {
-        std::ifstream index_file(index_path);
-        nlohmann::json index;
-        try {
-            index = nlohmann::json::parse(index_file);
-        } catch (const nlohmann::json::exception& e) {
-            fail(where, "model.safetensors.index.json is not valid JSON: ", e.what());
-        }
-        require(index.contains("weight_map") && index["weight_map"].is_object(), where,
-                "model.safetensors.index.json has no weight_map");
-        for (const auto& [name, file] : index["weight_map"].items()) {
-            require(file.is_string(), where, "weight_map entry of '", name, "' is not a file name");
-            file_of[name] = file.template get<std::string>();
-        }
-    } else {
-        require(std::filesystem::exists(dir / "model.safetensors"), where,
-                "neither model.safetensors nor model.safetensors.index.json exists");
-    }
-    auto reader_for = [&](const std::string& name) -> io::SafetensorsReader& {
-        const std::string file = file_of.empty() ? "model.safetensors" : file_of.count(name) ? file_of[name] : "";
-        require(!file.empty(), where, "tensor '", name, "' is not in the index's weight_map");
-        auto& reader = readers[file];
-        if (!reader) {
-            require(std::filesystem::exists(dir / file), where, "shard ", file, " (holding '", name, "') is missing");
-            reader = std::make_unique<io::SafetensorsReader>(dir / file);
-        }
-        return *reader;
-    };
-    auto load = [&](const std::string& name, Index rows, Index cols) {
-        auto& reader = reader_for(name);
-        require(reader.contains(name), where, "tensor '", name, "' is missing from ", reader.path().filename().string());
-        const auto& info = reader.info(name);
-        const bool shape_ok = (info.shape.size() == 2 && info.shape[0] == rows && info.shape[1] == cols) ||
-                              (cols == 1 && info.shape.size() == 1 && info.shape[0] == rows);
-        require(shape_ok, where, "tensor '", name, "' has shape ", nlohmann::json(info.shape).dump(), ", expected [",
-                rows, cols == 1 ? "" : ", " + std::to_string(cols), "]");
-        HostMatrix<T> host = reader.template read_matrix<T>(name);
-        require(all_finite(host.data(), host.size()), where, "tensor '", name, "' holds NaN or Inf");
-        return b.upload(host);
-    };
+    HfCheckpointReader checkpoint(dir, "load_hf_checkpoint(" + dir.string() + ")");
+    LlamaModel<Bk, T> model(b, checkpoint.config());
     const LlamaConfig& c = model.config;
-    model.embed = b.transpose(load("model.embed_tokens.weight", c.vocab_size, c.dim));
-    for (std::size_t l = 0; l < model.blocks.size(); ++l) {
-        auto& block = model.blocks[l];
-        const std::string prefix = "model.layers." + std::to_string(l) + ".";
-        block.attn_norm = load(prefix + "input_layernorm.weight", c.dim, 1);
-        block.mlp_norm = load(prefix + "post_attention_layernorm.weight", c.dim, 1);
-        for (ProjectionKind kind : all_projections) {
-            auto& w = block[kind].weight;
-            w = load(prefix + projection_path(kind) + ".weight", w.rows(), w.cols());
-        }
-    }
-    model.final_norm = load("model.norm.weight", c.dim, 1);
-    if (!c.tied_embeddings) model.lm_head = load("lm_head.weight", c.vocab_size, c.dim);
+    model.embed = b.transpose(b.upload(checkpoint.read<T>("model.embed_tokens.weight", c.vocab_size, c.dim)));
+    for (Index l = 0; l < c.n_layers; ++l) model.blocks[static_cast<std::size_t>(l)] = checkpoint.load_block<T>(b, l);
+    model.final_norm = b.upload(checkpoint.read<T>("model.norm.weight", c.dim, 1));
+    if (!c.tied_embeddings) model.lm_head = b.upload(checkpoint.read<T>("lm_head.weight", c.vocab_size, c.dim));
     return model;
 }
 
