@@ -218,8 +218,8 @@ public:
                               (cols == 1 && info.shape.size() == 1 && info.shape[0] == rows);
         require(shape_ok, where_, "tensor '", name, "' has shape ", nlohmann::json(info.shape).dump(), ", expected [",
                 rows, cols == 1 ? "" : ", " + std::to_string(cols), "] (in ", r.path().filename().string(), ")");
-        require(io::is_floating(info.dtype), where_, "tensor '", name, "' in ", r.path().filename().string(),
-                " has dtype ", io::dtype_name(info.dtype), ", expected F32, F64, F16 or BF16");
+        require(io::is_floating(info.dtype), where_, "tensor '", name, "' has dtype ", io::dtype_name(info.dtype),
+                ", expected F32, F64, F16 or BF16 (in ", r.path().filename().string(), ")");
         return info;
     }
 

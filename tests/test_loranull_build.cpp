@@ -1,0 +1,566 @@
+// The loranull-build tool, run as a user runs it (std::system on the built
+// binary, whose path CMake passes as LORANULL_BUILD_PATH), on HF-layout LLaMA
+// checkpoints written here: a sharded F32 one with grouped-query attention and
+// untied embeddings, the same in BF16, and a single-file BF16 one with tied
+// embeddings and another size. Checked: the output model with its adapters
+// reproduces the input model's logits at initialisation; the streamed
+// covariances equal those of a whole-model calibration; the input's sharding
+// and dtypes are kept; resuming after an interrupted run gives identical files;
+// every bad input gives one clear error line and writes nothing.
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <loranull/io/hf_checkpoint.hpp>
+#include <loranull/llama/model.hpp>
+
+#include "test_util.hpp"
+
+#ifndef LORANULL_BUILD_PATH
+#error "LORANULL_BUILD_PATH (the loranull-build binary) must be defined by the build"
+#endif
+
+using namespace loranull;
+using test::Mat;
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using Tokens = std::vector<std::int32_t>;
+
+namespace {
+CpuBackend cpu;
+
+struct TempDir {
+    fs::path path = fs::temp_directory_path() / ("loranull_test_build_" + std::to_string(::getpid()));
+    TempDir() {
+        fs::remove_all(path);
+        fs::create_directories(path);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+};
+
+const fs::path& dir() {
+    static const TempDir d;
+    return d.path;
+}
+
+std::string slurp(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+
+struct Result {
+    int status = -1;
+    std::string out, err;
+};
+
+Result run(const std::string& args) {
+    const fs::path out = dir() / "stdout.txt", err = dir() / "stderr.txt";
+    const std::string command =
+        std::string("'") + LORANULL_BUILD_PATH + "' " + args + " >" + q(out) + " 2>" + q(err);
+    const int raw = std::system(command.c_str());
+    Result r;
+    r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+    r.out = slurp(out);
+    r.err = slurp(err);
+    return r;
+}
+
+/// Lines of s that are not empty.
+int line_count(const std::string& s) {
+    int n = 0;
+    std::stringstream in(s);
+    std::string line;
+    while (std::getline(in, line)) n += !line.empty();
+    return n;
+}
+
+LlamaConfig config_a() {  // GQA, untied
+    LlamaConfig c;
+    c.dim = 32;
+    c.n_layers = 3;
+    c.n_heads = 4;
+    c.n_kv_heads = 2;
+    c.hidden_dim = 64;
+    c.vocab_size = 50;
+    c.max_seq_len = 32;
+    c.rope_theta = 5000;
+    c.norm_eps = 1e-6;
+    return c;
+}
+
+LlamaConfig config_b() {  // tied, another size
+    LlamaConfig c;
+    c.dim = 48;
+    c.n_layers = 2;
+    c.n_heads = 4;
+    c.n_kv_heads = 4;
+    c.hidden_dim = 96;
+    c.vocab_size = 40;
+    c.max_seq_len = 32;
+    c.tied_embeddings = true;
+    return c;
+}
+
+/// Writes a random model as an HF checkpoint in `dtype`; sharded: layer 0 and
+/// the embedding in the first shard, the rest in the second, with an index.
+void write_checkpoint(const LlamaConfig& config, std::uint64_t seed, io::Dtype dtype, bool sharded,
+                      const fs::path& path) {
+    LlamaModel<CpuBackend, float> model(cpu, config);
+    model.init_random(seed);
+    // Norm gains other than 1, so that a wrongly read norm shows in the logits.
+    Rng rng(seed + 1);
+    for (auto& block : model.blocks) {
+        block.attn_norm = cpu.upload(random_uniform<float>(config.dim, 1, rng, 0.5, 1.5));
+        block.mlp_norm = cpu.upload(random_uniform<float>(config.dim, 1, rng, 0.5, 1.5));
+    }
+    save_hf_checkpoint(model, path, dtype);
+    if (!sharded) return;
+    io::SafetensorsReader whole(path / "model.safetensors");
+    io::SafetensorsWriter first, second;
+    json map = json::object();
+    const std::string one = "model-00001-of-00002.safetensors", two = "model-00002-of-00002.safetensors";
+    for (const auto& [name, info] : whole.tensors()) {
+        const bool in_first = name.rfind("model.layers.0.", 0) == 0 || name == "model.embed_tokens.weight";
+        (in_first ? first : second).add(name, whole.read_matrix<float>(name), info.dtype);
+        map[name] = in_first ? one : two;
+    }
+    first.write(path / one);
+    second.write(path / two);
+    fs::remove(path / "model.safetensors");
+    std::ofstream(path / "model.safetensors.index.json")
+        << json{{"metadata", {{"total_size", 0}}}, {"weight_map", map}}.dump(2);
+}
+
+/// Calibration ids [samples, seq_len] (I64 or I32).
+Tokens write_calibration(const fs::path& path, Index samples, Index seq_len, Index vocab, std::uint64_t seed,
+                         io::Dtype dtype = io::Dtype::I64) {
+    Rng rng(seed);
+    const HostMatrix<double> u = random_uniform<double>(samples * seq_len, 1, rng, 0.0, double(vocab));
+    Tokens tokens;
+    std::vector<std::int64_t> ids;
+    for (Index i = 0; i < samples * seq_len; ++i) {
+        const auto id = std::min<std::int64_t>(vocab - 1, static_cast<std::int64_t>(u(i, 0)));
+        ids.push_back(id);
+        tokens.push_back(static_cast<std::int32_t>(id));
+    }
+    io::SafetensorsWriter w;
+    w.add_integers("input_ids", ids, {samples, seq_len}, dtype);
+    w.write(path);
+    return tokens;
+}
+
+struct Fixture {
+    fs::path a_f32 = dir() / "a_f32", a_bf16 = dir() / "a_bf16", b_bf16 = dir() / "b_bf16";
+    fs::path calib_a = dir() / "calib_a.safetensors", calib_b = dir() / "calib_b.safetensors";
+    Tokens tokens_a, tokens_b;
+    static constexpr Index samples = 8, seq_len = 16;  // 128 tokens >= every covariance's size
+    Fixture() {
+        write_checkpoint(config_a(), 11, io::Dtype::F32, true, a_f32);
+        write_checkpoint(config_a(), 11, io::Dtype::BF16, true, a_bf16);
+        write_checkpoint(config_b(), 12, io::Dtype::BF16, false, b_bf16);
+        tokens_a = write_calibration(calib_a, samples, seq_len, config_a().vocab_size, 21);
+        tokens_b = write_calibration(calib_b, samples, seq_len, config_b().vocab_size, 22, io::Dtype::I32);
+    }
+};
+
+const Fixture& fixture() {
+    static const Fixture f;
+    return f;
+}
+
+/// The output model of `out` with the adapters of out/adapter attached
+/// (W_res + s B A for every adapted projection), as PEFT would compute it.
+LlamaModel<CpuBackend, float> adapted_model(const fs::path& out) {
+    auto model = load_hf_checkpoint<float>(cpu, out / "model");
+    io::SafetensorsReader adapter(out / "adapter" / "adapter_model.safetensors");
+    const json config = json::parse(slurp(out / "adapter" / "adapter_config.json"));
+    const double scale = double(config["lora_alpha"]) / double(config["r"]);
+    for (Index l = 0; l < model.config.n_layers; ++l)
+        for (ProjectionKind kind : all_projections) {
+            const std::string name = "base_model.model.model.layers." + std::to_string(l) + "." + projection_path(kind);
+            if (!adapter.contains(name + ".lora_A.weight")) continue;
+            auto& proj = model.blocks[static_cast<std::size_t>(l)][kind];
+            LoraFactors<CpuBackend, float> f;
+            f.A = cpu.upload(adapter.read_matrix<float>(name + ".lora_A.weight"));
+            f.B = cpu.upload(adapter.read_matrix<float>(name + ".lora_B.weight"));
+            f.W_res = proj.weight;
+            f.scale = static_cast<float>(scale);
+            proj.attach(cpu, std::move(f), Trainable::B_only);
+        }
+    return model;
+}
+
+/// Every file under `root`, relative path -> bytes.
+std::map<std::string, std::string> files_under(const fs::path& root) {
+    std::map<std::string, std::string> out;
+    for (const auto& entry : fs::recursive_directory_iterator(root))
+        if (entry.is_regular_file()) out[fs::relative(entry.path(), root).string()] = slurp(entry.path());
+    return out;
+}
+
+Tokens other_tokens(Index count, Index vocab) {
+    Tokens t;
+    for (Index i = 0; i < count; ++i) t.push_back(static_cast<std::int32_t>((7 * i + 3) % vocab));
+    return t;
+}
+
+}  // namespace
+
+TEST_CASE("lora-null on a sharded GQA checkpoint in F32: logits kept, sharding kept, streamed covariances exact") {
+    const Fixture& fx = fixture();
+    const fs::path out = dir() / "out_a_f32";
+    const Result r = run("--model " + q(fx.a_f32) + " --calib " + q(fx.calib_a) +
+                         " --method lora-null --rank 4 --save-covariances --batch 3 --out " + q(out));
+    INFO(r.err);
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    // The per-layer report, the timings and the peak memory are printed.
+    CHECK(r.out.find("energy") != std::string::npos);
+    CHECK(r.out.find("knowledge kept worst") != std::string::npos);
+    CHECK(r.out.find("peak memory (VmHWM)") != std::string::npos);
+    CHECK(r.err.find("3/3 blocks") != std::string::npos);  // progress on stderr
+
+    // The same files as the input (two shards, index, config), same dtypes and shapes.
+    for (const char* f : {"config.json", "model.safetensors.index.json", "model-00001-of-00002.safetensors",
+                          "model-00002-of-00002.safetensors"})
+        CHECK(fs::exists(out / "model" / f));
+    CHECK(!fs::exists(out / "model" / "model.safetensors"));
+    CHECK(!fs::exists(out / "blocks"));  // removed once assembled
+    for (const char* shard : {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"}) {
+        io::SafetensorsReader in(fx.a_f32 / shard), res(out / "model" / shard);
+        REQUIRE(in.tensors().size() == res.tensors().size());
+        for (const auto& [name, info] : in.tensors()) {
+            REQUIRE(res.contains(name));
+            CHECK(res.info(name).dtype == info.dtype);
+            CHECK(res.info(name).shape == info.shape);
+        }
+    }
+    const json index = json::parse(slurp(out / "model" / "model.safetensors.index.json"));
+    CHECK(index["weight_map"] == json::parse(slurp(fx.a_f32 / "model.safetensors.index.json"))["weight_map"]);
+
+    // Logits at initialisation: the residual model with its adapters = the input model.
+    auto original = load_hf_checkpoint<float>(cpu, fx.a_f32);
+    auto adapted = adapted_model(out);
+    auto residual_only = load_hf_checkpoint<float>(cpu, out / "model");
+    const Tokens probe = other_tokens(2 * 16, config_a().vocab_size);
+    const Mat<float> expected = original.forward(probe, 16);
+    const double error = test::relative_error(adapted.forward(probe, 16), expected);
+    CHECK(error < 1e-5);
+    CHECK(test::relative_error(residual_only.forward(probe, 16), expected) > 100 * error);  // the adapters matter
+    CHECK(test::relative_error(adapted.forward(fx.tokens_a, 16), original.forward(fx.tokens_a, 16)) < 1e-5);
+
+    // The adapter's config is io/peft.hpp's for the same modules.
+    const json config = json::parse(slurp(out / "adapter" / "adapter_config.json"));
+    io::PeftExporter<CpuBackend> exporter(cpu, {.base_model_name_or_path = "../model"});
+    io::SafetensorsReader adapter(out / "adapter" / "adapter_model.safetensors");
+    for (Index l = 0; l < 3; ++l)
+        for (ProjectionKind kind : all_projections) {
+            const std::string module = "model.layers." + std::to_string(l) + "." + projection_path(kind);
+            LoraFactors<CpuBackend, float> f;
+            f.A = cpu.upload(adapter.read_matrix<float>("base_model.model." + module + ".lora_A.weight"));
+            f.B = cpu.upload(adapter.read_matrix<float>("base_model.model." + module + ".lora_B.weight"));
+            CHECK(f.A.rows() == 4);
+            f.W_res = adapted.blocks[static_cast<std::size_t>(l)][kind].lora->W_res;
+            exporter.add(module, f);
+        }
+    CHECK(config == exporter.config_json());
+    CHECK(adapter.tensors().size() == 3 * 7 * 2);
+
+    // The streamed covariances equal those of one whole-model calibration.
+    std::vector<std::array<std::optional<Covariance<CpuBackend, double>>, 4>> whole(3);
+    original.forward(fx.tokens_a, Fixture::seq_len, [&](Index layer, LinearInput which, const Mat<float>& x) {
+        auto& c = whole[static_cast<std::size_t>(layer)][static_cast<std::size_t>(which)];
+        if (!c) c.emplace(cpu, x.rows());
+        c->add_samples(x, Fixture::seq_len);
+    });
+    const char* names[] = {"attn_in", "o_in", "mlp_in", "down_in"};
+    for (Index l = 0; l < 3; ++l)
+        for (std::size_t i = 0; i < 4; ++i) {
+            const auto path = out / "covariances" / ("layer-" + std::to_string(l) + "." + names[i] + ".safetensors");
+            const auto streamed = load_covariance<double>(cpu, path);
+            CHECK(streamed.tokens() == Fixture::samples * Fixture::seq_len);
+            CHECK(streamed.samples() == Fixture::samples);
+            // Same float activations, summed in double in another order: a few
+            // double roundings apart (the activations are identical: chunks of
+            // whole sequences).
+            CHECK(test::relative_error(streamed.matrix(), whole[static_cast<std::size_t>(l)][i]->matrix()) < 1e-12);
+        }
+
+    // report.json: every layer and module, the LoRA-Null energy equal to the
+    // null space's, and the timings split.
+    const json report = json::parse(slurp(out / "report.json"));
+    REQUIRE(report["layers"].size() == 3);
+    for (const auto& layer : report["layers"])
+        for (const auto& m : layer["modules"]) {
+            CHECK(double(m["reconstruction"]) < 1e-12);
+            CHECK(std::abs(double(m["energy"]) - double(m["null_space_energy"])) <=
+                  1e-9 * std::max(1e-12, double(m["null_space_energy"])) + 1e-15);
+            CHECK(double(m["bound"]) >= double(m["tight"]) * (1 - 1e-9));  // SPEC.md section 4: tight <= bound
+        }
+    for (const char* key : {"forward", "covariance", "decomposition", "total"}) CHECK(report["seconds"].contains(key));
+    CHECK(report["peak_memory_bytes"].get<long long>() > 0);
+}
+
+TEST_CASE("BF16 checkpoints (sharded GQA, single-file tied): dtypes kept, adapters exact to bf16 rounding") {
+    const Fixture& fx = fixture();
+    struct Case {
+        fs::path model, calib;
+        std::string method;
+        LlamaConfig config;
+    };
+    for (const Case& c : {Case{fx.a_bf16, fx.calib_a, "lora-null", config_a()},
+                          Case{fx.b_bf16, fx.calib_b, "corda-kpm", config_b()},
+                          Case{fx.b_bf16, fx.calib_b, "pissa", config_b()}}) {
+        const fs::path out = dir() / ("out_" + c.model.filename().string() + "_" + c.method);
+        const Result r = run("--model " + q(c.model) + " --calib " + q(c.calib) + " --method " + c.method +
+                             " --rank 3 --alpha 6 --out " + q(out));
+        INFO(c.method, " ", c.model.string(), "\n", r.err);
+        REQUIRE(r.status == 0);
+        // Every tensor keeps its BF16 dtype; the files are the input's.
+        std::set<std::string> in_files, out_files;
+        for (const auto& e : fs::directory_iterator(c.model)) in_files.insert(e.path().filename().string());
+        for (const auto& e : fs::directory_iterator(out / "model")) out_files.insert(e.path().filename().string());
+        CHECK(in_files == out_files);
+        io::SafetensorsReader adapter(out / "adapter" / "adapter_model.safetensors");
+        for (const auto& [name, info] : adapter.tensors()) CHECK(info.dtype == io::Dtype::BF16);
+        const json config = json::parse(slurp(out / "adapter" / "adapter_config.json"));
+        CHECK(config["r"] == 3);
+        CHECK(config["lora_alpha"] == 6);
+
+        // Elementwise, W = W_res + s B A up to the rounding of the three stored
+        // BF16 tensors (unit roundoff u = 2^-8): |W - W_res' - s B' A'| <=
+        // u |W_res| + s (2u + u^2) |B| |A| (+ the double computation's 1e-12).
+        HfCheckpointReader in(c.model), res(out / "model");
+        const double u = std::ldexp(1.0, -8), s = 2.0;
+        double worst = 0;
+        for (Index l = 0; l < c.config.n_layers; ++l)
+            for (ProjectionKind kind : all_projections) {
+                const std::string name = "model.layers." + std::to_string(l) + "." + projection_path(kind);
+                const auto shape = in.projection_shape(kind);
+                const Mat<double> w = cpu.upload(in.read<double>(name + ".weight", shape[0], shape[1]));
+                const Mat<double> w_res = cpu.upload(res.read<double>(name + ".weight", shape[0], shape[1]));
+                CHECK(res.checked_info(name + ".weight", shape[0], shape[1]).dtype == io::Dtype::BF16);
+                const Mat<double> a = cpu.upload(adapter.read_matrix<double>("base_model.model." + name + ".lora_A.weight"));
+                const Mat<double> b = cpu.upload(adapter.read_matrix<double>("base_model.model." + name + ".lora_B.weight"));
+                const Mat<double> gap = (w - w_res - s * b * a).cwiseAbs();
+                const Mat<double> allowed =
+                    (u * w_res.cwiseAbs() + s * (2 * u + u * u) * b.cwiseAbs() * a.cwiseAbs()).array() + 1e-12;
+                worst = std::max(worst, (gap.array() / allowed.array()).maxCoeff());
+            }
+        CHECK(worst <= 1.0);
+
+        // Logits: the adapted model's effective weights are W to within the
+        // bound above (about 3u relative); the logits follow to a few u.
+        auto original = load_hf_checkpoint<float>(cpu, c.model);
+        auto adapted = adapted_model(out);
+        const Tokens probe = other_tokens(2 * 16, c.config.vocab_size);
+        const double error = test::relative_error(adapted.forward(probe, 16), original.forward(probe, 16));
+        INFO("relative logit error ", error);
+        CHECK(error < 4 * u);
+    }
+}
+
+TEST_CASE("resuming after an interrupted run gives identical files") {
+    const Fixture& fx = fixture();
+    const std::string common = "--model " + q(fx.a_f32) + " --calib " + q(fx.calib_a) + " --method lora-null --rank 4 ";
+    const fs::path fresh = dir() / "resume_fresh", resumed = dir() / "resume_interrupted";
+    REQUIRE(run(common + "--out " + q(fresh)).status == 0);
+
+    Result r = run(common + "--stop-after-blocks 1 --out " + q(resumed));
+    INFO(r.err);
+    CHECK(r.status == 3);
+    CHECK(fs::exists(resumed / "blocks" / "block-00000.safetensors"));
+    CHECK(!fs::exists(resumed / "blocks" / "block-00001.safetensors"));
+    CHECK(!fs::exists(resumed / "adapter"));
+    CHECK(!fs::exists(resumed / "model"));
+    // A half-written block from a crash (its temporary name) is ignored.
+    std::ofstream(resumed / "blocks" / "block-00001.safetensors.tmp") << "partial";
+
+    r = run(common + "--out " + q(resumed));
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    CHECK(r.err.find("resuming: 1 of 3 blocks already written") != std::string::npos);
+    auto a = files_under(fresh), b = files_under(resumed);
+    a.erase("report.json");  // timings differ
+    b.erase("report.json");
+    CHECK(a.size() == b.size());
+    for (const auto& [name, bytes] : a) {
+        INFO(name);
+        REQUIRE(b.count(name));
+        CHECK(bytes == b[name]);
+    }
+
+    // Finished: nothing to do. Other settings: refused, naming what differs.
+    r = run(common + "--out " + q(resumed));
+    CHECK(r.status == 0);
+    CHECK(r.out.find("nothing to do") != std::string::npos);
+    r = run("--model " + q(fx.a_f32) + " --calib " + q(fx.calib_a) + " --method lora-null --rank 5 --out " + q(resumed));
+    CHECK(r.status == 1);
+    CHECK(line_count(r.err) == 1);
+    CHECK(r.err.find("other settings (rank 4 -> 5)") != std::string::npos);
+}
+
+TEST_CASE("weight-only methods without calibration, plain export, a subset of layers") {
+    const Fixture& fx = fixture();
+    const fs::path out = dir() / "out_plain";
+    const Result r = run("--model " + q(fx.b_bf16) + " --method milora --rank 2 --layers 1 --export plain --dtype f32 --out " + q(out));
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    CHECK(!fs::exists(out / "model"));
+    io::SafetensorsReader adapter(out / "adapter" / "adapter_model.safetensors");
+    CHECK(adapter.tensors().size() == 7 * 2);  // layer 1 only
+    const json config = json::parse(slurp(out / "adapter" / "adapter_config.json"));
+    CHECK(config["r"] == 4);  // rank 2r: [A; A0], s [B, -B0]
+    CHECK(config["lora_alpha"] == 4);
+    for (ProjectionKind kind : all_projections) {
+        const std::string name = "base_model.model.model.layers.1." + projection_path(kind);
+        const Mat<double> down = cpu.upload(adapter.read_matrix<double>(name + ".lora_A.weight"));
+        const Mat<double> up = cpu.upload(adapter.read_matrix<double>(name + ".lora_B.weight"));
+        CHECK(adapter.info(name + ".lora_A.weight").dtype == io::Dtype::F32);
+        CHECK(down.rows() == 4);
+        CHECK(up.cols() == 4);
+        // On the unmodified base the adapter adds nothing at initialisation.
+        CHECK((up * down).norm() <= 1e-6 * up.norm() * down.norm());
+        CHECK(up.norm() > 0);
+    }
+    CHECK(r.out.find("reconstruction") != std::string::npos);
+}
+
+TEST_CASE("bad input: one error line, exit status, nothing written") {
+    const Fixture& fx = fixture();
+    const fs::path bad = dir() / "bad";
+    fs::create_directories(bad);
+    auto copy_model = [&](const fs::path& from, const std::string& name) {
+        const fs::path to = bad / name;
+        fs::remove_all(to);
+        fs::copy(from, to, fs::copy_options::recursive);
+        return to;
+    };
+    const std::string calib = " --calib " + q(fx.calib_a);
+    struct Expect {
+        std::string args;
+        int status;
+        std::string message;
+    };
+    std::vector<Expect> cases;
+
+    // Not a checkpoint: no config.json; another architecture.
+    fs::create_directories(bad / "empty");
+    cases.push_back({"--model " + q(bad / "empty") + calib, 1, "config.json is missing"});
+    {
+        const fs::path m = copy_model(fx.a_f32, "gpt2");
+        json c = json::parse(slurp(m / "config.json"));
+        c["model_type"] = "gpt2";
+        std::ofstream(m / "config.json") << c.dump();
+        cases.push_back({"--model " + q(m) + calib, 1, "model_type is \"gpt2\""});
+    }
+    // A missing shard.
+    {
+        const fs::path m = copy_model(fx.a_f32, "missing_shard");
+        fs::remove(m / "model-00002-of-00002.safetensors");
+        cases.push_back({"--model " + q(m) + calib, 1, "shard model-00002-of-00002.safetensors"});
+    }
+    // An index that names a tensor its shard lacks.
+    {
+        const fs::path m = copy_model(fx.a_f32, "index_lies");
+        json index = json::parse(slurp(m / "model.safetensors.index.json"));
+        index["weight_map"]["model.layers.2.mlp.up_proj.weight"] = "model-00001-of-00002.safetensors";
+        std::ofstream(m / "model.safetensors.index.json") << index.dump();
+        cases.push_back({"--model " + q(m) + calib, 1,
+                         "tensor 'model.layers.2.mlp.up_proj.weight' is missing from model-00001-of-00002.safetensors"});
+    }
+    // A tensor of the wrong shape, and one of the wrong dtype.
+    for (const auto& [what, message] : {std::pair<std::string, std::string>{"shape", "has shape [64,31], expected [64, 32]"},
+                                        {"dtype", "has dtype I32, expected F32, F64, F16 or BF16"}}) {
+        const fs::path m = copy_model(fx.a_f32, "wrong_" + what);
+        const std::string shard = "model-00002-of-00002.safetensors";
+        io::SafetensorsReader in(fx.a_f32 / shard);
+        io::SafetensorsWriter w;
+        for (const auto& [name, info] : in.tensors()) {
+            if (name != "model.layers.1.mlp.gate_proj.weight") w.add(name, in.read_matrix<float>(name), info.dtype);
+            else if (what == "shape") w.add(name, HostMatrix<float>(64, 31), io::Dtype::F32);
+            else w.add_integers(name, std::vector<std::int64_t>(64 * 32, 1), {64, 32}, io::Dtype::I32);
+        }
+        w.write(m / shard);
+        cases.push_back({"--model " + q(m) + calib, 1, "'model.layers.1.mlp.gate_proj.weight' " + message});
+    }
+    // Calibration: ids out of the vocabulary, no input_ids, float ids, too few tokens.
+    {
+        io::SafetensorsWriter w;
+        std::vector<std::int64_t> ids(8 * 16, 1);
+        ids[2 * 16 + 5] = 50;
+        w.add_integers("input_ids", ids, {8, 16});
+        w.write(bad / "oov.safetensors");
+        cases.push_back({"--model " + q(fx.a_f32) + " --calib " + q(bad / "oov.safetensors"), 1,
+                         "input_ids[2, 5] = 50 is outside the vocabulary (vocab_size 50"});
+        io::SafetensorsWriter other;
+        other.add_integers("tokens", ids, {8, 16});
+        other.write(bad / "no_ids.safetensors");
+        cases.push_back({"--model " + q(fx.a_f32) + " --calib " + q(bad / "no_ids.safetensors"), 1,
+                         "no tensor 'input_ids'"});
+        io::SafetensorsWriter floats;
+        floats.add("input_ids", HostMatrix<float>(8, 16), io::Dtype::F32);
+        floats.write(bad / "float_ids.safetensors");
+        cases.push_back({"--model " + q(fx.a_f32) + " --calib " + q(bad / "float_ids.safetensors"), 1,
+                         "'input_ids' has dtype F32, expected I32 or I64"});
+    }
+    // Too few tokens: 48 < 64 (intermediate_size) but >= 32 (hidden_size).
+    cases.push_back({"--model " + q(fx.a_f32) + calib + " --samples 3", 1,
+                     "calibration has 48 tokens (3 x 16), fewer than the 64 inputs (intermediate_size)"});
+    // The command line.
+    cases.push_back({"--model " + q(fx.a_f32), 2, "method lora-null needs calibration data"});
+    cases.push_back({"--model " + q(fx.a_f32) + calib + " --device cuda", 2, "--device cuda: this build has no CUDA"});
+    cases.push_back({"--model " + q(fx.a_f32) + calib + " --layers 2-5", 2, "--layers: '2-5' is not a range"});
+    cases.push_back({"--model " + q(fx.a_f32) + calib + " --samples 9", 1, "--samples 9 exceeds the 8 sequences"});
+
+    for (const Expect& e : cases) {
+        const fs::path out = bad / "out";
+        fs::remove_all(out);
+        const std::string args = e.args + " --method lora-null --rank 4 --out " + q(out);
+        const Result r = run(args);
+        INFO(e.args, "\n", r.err);
+        CHECK(r.status == e.status);
+        CHECK(line_count(r.err) == 1);
+        CHECK(r.err.rfind("loranull-build: error: ", 0) == 0);
+        CHECK(r.err.find(e.message) != std::string::npos);
+        CHECK(!fs::exists(out));  // nothing written
+    }
+
+    // Too few tokens continue with --allow-rank-deficient, with a warning.
+    {
+        const fs::path out = bad / "out_deficient";
+        const Result r = run("--model " + q(fx.a_f32) + calib +
+                             " --samples 3 --method lora-null --rank 4 --allow-rank-deficient --out " + q(out));
+        INFO(r.err);
+        CHECK(r.status == 0);
+        CHECK(r.err.find("warning: calibration has 48 tokens") != std::string::npos);
+    }
+    // An output folder that is neither empty nor a run of this tool.
+    {
+        const fs::path out = bad / "not_empty";
+        fs::create_directories(out);
+        std::ofstream(out / "precious.txt") << "keep me";
+        const Result r = run("--model " + q(fx.a_f32) + calib + " --method lora-null --rank 4 --out " + q(out));
+        CHECK(r.status == 1);
+        CHECK(line_count(r.err) == 1);
+        CHECK(r.err.find("is not empty and not a loranull-build run") != std::string::npos);
+        CHECK(files_under(out).size() == 1);
+    }
+}
