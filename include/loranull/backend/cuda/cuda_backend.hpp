@@ -11,6 +11,9 @@
 //                  the SVD of A^T), ?geqrf + ?orgqr (thin Q)
 //   elementwise    Thrust on the backend's stream (reductions), small
 //                  grid-stride kernels (kernels.hpp) for the rest
+//   NN kernels     embedding, RMSNorm, RoPE, causal GQA attention, SwiGLU,
+//                  cross-entropy, AdamW (nn_kernels.hpp, the CudaNnKernels
+//                  base), so that llama/ runs on the GPU
 //
 // One CudaBackend owns one non-blocking stream, one cuBLAS handle and one
 // cuSOLVER handle bound to that stream, a growing cuSOLVER workspace and a
@@ -56,6 +59,8 @@
 #include "loranull/backend/cuda/check.hpp"
 #include "loranull/backend/cuda/device_matrix.hpp"
 #include "loranull/backend/cuda/kernels.hpp"
+#include "loranull/backend/cuda/nn_kernels.hpp"
+#include "loranull/backend/nn.hpp"
 #include "loranull/core/error.hpp"
 #include "loranull/core/host_matrix.hpp"
 #include "loranull/core/types.hpp"
@@ -76,25 +81,6 @@ inline int cuda_device_count() noexcept {
 }
 
 namespace cuda_detail {
-
-/// Makes `device` current for the lifetime of the guard (kernels and library
-/// calls go to the current device); restores the previous one after.
-class DeviceGuard {
-public:
-    DeviceGuard(int device, const char* where) {
-        LORANULL_CUDA_CHECK(cudaGetDevice(&previous_), where);
-        if (previous_ != device) LORANULL_CUDA_CHECK(cudaSetDevice(device), where);
-        else previous_ = -1;
-    }
-    ~DeviceGuard() {
-        if (previous_ >= 0) (void)cudaSetDevice(previous_);
-    }
-    DeviceGuard(const DeviceGuard&) = delete;
-    DeviceGuard& operator=(const DeviceGuard&) = delete;
-
-private:
-    int previous_ = -1;
-};
 
 struct CublasDeleter {
     void operator()(cublasContext* h) const noexcept { (void)cublasDestroy(h); }
@@ -128,7 +114,9 @@ inline constexpr bool always_false = false;
 
 }  // namespace cuda_detail
 
-class CudaBackend {
+/// The whole primitive set of backend.hpp, plus the neural-network kernels of
+/// nn.hpp through the CudaNnKernels base (nn_kernels.hpp).
+class CudaBackend : public CudaNnKernels<CudaBackend> {
 public:
     /// Column-major, owning, stream-ordered device storage.
     template <class T>
@@ -817,5 +805,6 @@ private:
 };
 
 static_assert(Backend<CudaBackend>, "CudaBackend must provide the whole primitive set");
+static_assert(NnBackend<CudaBackend>, "CudaBackend must provide every neural-network kernel");
 
 }  // namespace loranull

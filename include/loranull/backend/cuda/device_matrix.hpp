@@ -62,6 +62,25 @@ private:
 
 using StreamHandle = std::shared_ptr<const Stream>;
 
+/// Makes `device` current for the lifetime of the guard (kernels and library
+/// calls go to the current device); restores the previous one after.
+class DeviceGuard {
+public:
+    DeviceGuard(int device, const char* where) {
+        LORANULL_CUDA_CHECK(cudaGetDevice(&previous_), where);
+        if (previous_ != device) LORANULL_CUDA_CHECK(cudaSetDevice(device), where);
+        else previous_ = -1;
+    }
+    ~DeviceGuard() {
+        if (previous_ >= 0) (void)cudaSetDevice(previous_);
+    }
+    DeviceGuard(const DeviceGuard&) = delete;
+    DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+private:
+    int previous_ = -1;
+};
+
 /// `bytes` of uninitialised device memory on a stream; stream-ordered
 /// allocation and free. The building block of DeviceMatrix and of the
 /// backend's reusable workspace.
