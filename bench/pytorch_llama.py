@@ -1,7 +1,8 @@
 #!/usr/bin/python3
-"""PyTorch (CPU, eager, float32) peer of bench/bench_llama.cpp: the same LLaMA
-configurations, the same training step (forward, mean cross-entropy, backward,
-AdamW), the same batch, threads set to match (torch.set_num_threads).
+"""PyTorch (eager, float32) peer of bench/bench_llama.cpp (CPU) and
+bench/cuda/bench_llama_cuda.cu (GPU): the same LLaMA configurations, the same
+training step (forward, mean cross-entropy, backward, gradient clipping,
+AdamW), the same batch; on the CPU, threads set to match (torch.set_num_threads).
 
   config   dim  layers heads hidden vocab   parameters
   small    128    4      4    344    256      ~0.86 M     batch 8 x 256
@@ -13,10 +14,17 @@ torch 1.13 (Debian's) has no scaled_dot_product_attention; RoPE is HF's
 rotate-half.
 
   /usr/bin/python3 bench/pytorch_llama.py [--threads 2] [--steps 5]
+  python3 bench/pytorch_llama.py --device cuda [--steps 20]
+
+With --device cuda the model and batch live on the GPU, each timed run is
+bracketed by torch.cuda.synchronize(), and float32 matmuls stay true fp32
+(TF32 off, PyTorch's default, as loranull's cuBLAS calls). Without a CUDA
+device (or a torch built without CUDA) it says so and exits 0.
 """
 
 import argparse
 import math
+import sys
 import time
 
 import torch
@@ -118,13 +126,18 @@ class Llama(nn.Module):
         return self.norm(x) @ self.lm_head.T
 
 
-def measure(name, rank, steps, generator):
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(name, rank, steps, generator, device):
     c = CONFIGS[name]
-    model = Llama(c, rank)
+    model = Llama(c, rank).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
-    tokens = torch.randint(0, c["vocab"], (c["batch"], SEQ), generator=generator)
-    targets = torch.randint(0, c["vocab"], (c["batch"], SEQ), generator=generator)
+    tokens = torch.randint(0, c["vocab"], (c["batch"], SEQ), generator=generator).to(device)
+    targets = torch.randint(0, c["vocab"], (c["batch"], SEQ), generator=generator).to(device)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
@@ -135,9 +148,11 @@ def measure(name, rank, steps, generator):
         optimizer.step()
 
     step()  # warm-up
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
+    synchronize(device)
     seconds = (time.perf_counter() - start) / steps
     trainable = sum(p.numel() for p in params)
     total = sum(p.numel() for p in model.parameters())
@@ -151,17 +166,27 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--only", choices=list(CONFIGS), default=None)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print(f"torch {torch.__version__}: no CUDA device (or no CUDA build): PyTorch CUDA peer skipped")
+        return 0
+    device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     generator = torch.Generator().manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, seq {SEQ}")
+    if device.type == "cuda":
+        print(f"torch {torch.__version__}, {torch.cuda.get_device_name(device)}, float32 "
+              f"(TF32 matmul {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}), seq {SEQ}")
+    else:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, seq {SEQ}")
     print(f"{'config':>16} {'params':>10} {'trainable':>11} {'step':>13} {'throughput':>17}")
     for name in CONFIGS:
         if args.only and name != args.only:
             continue
         for rank in (0, 16):
-            measure(name, rank, args.steps, generator)
+            measure(name, rank, args.steps, generator, device)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

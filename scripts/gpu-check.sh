@@ -24,9 +24,18 @@
 # LORANULL_GPU_CHECK_BUDGET (seconds, default 450), JOBS (default nproc),
 # CUDA_ARCH (e.g. 90; default: the GPU's compute capability, else 90).
 #
+# Steps, in order of priority (the budget may stop the last ones): build,
+# test_cuda_status, test_cuda_nn_emulated (the NN kernels' functors on the
+# host), test_cuda_parity (every primitive, linalg algorithm, NN kernel and the
+# whole LLaMA model, CPU vs GPU), bench_llama_cuda (training tokens/s), the
+# PyTorch CUDA peer (bench/pytorch_llama.py --device cuda, when a python3 with
+# a CUDA build of torch is there; otherwise a note), bench_cuda, ctest -L gpu.
+#
 # Exit status: 0 when every step that ran succeeded (skips included), 1 otherwise.
 # Outputs: OUTDIR/summary.md (the table), env.txt, configure.log, build.log,
-# test_cuda_status.log, test_cuda_parity.log, ctest.log, bench.log, bench.json.
+# test_cuda_status.log, test_cuda_nn_emulated.log, test_cuda_parity.log,
+# bench_llama.log, bench_llama.json, pytorch_llama_cuda.log, ctest.log,
+# bench.log, bench.json.
 set -uo pipefail
 
 if [ $# -lt 1 ]; then
@@ -120,6 +129,8 @@ done
 bin_status=$build/tests/cuda/test_cuda_status
 bin_parity=$build/tests/cuda/test_cuda_parity
 bin_bench=$build/bench/cuda/bench_cuda
+bin_emulated=$build/tests/cuda/test_cuda_nn_emulated
+bin_bench_llama=$build/bench/cuda/bench_llama_cuda
 mode=cmake
 if [ "${LORANULL_GPU_CHECK_DIRECT:-0}" = 1 ] || ! command -v cmake >/dev/null 2>&1; then
     mode=direct
@@ -149,8 +160,8 @@ if [ $mode = cmake ]; then
 fi
 
 if [ $mode = cmake ]; then
-    targets=(test_cuda_status test_cuda_parity)
-    [ $have_benchmark = ON ] && targets+=(bench_cuda)
+    targets=(test_cuda_status test_cuda_nn_emulated test_cuda_parity)
+    [ $have_benchmark = ON ] && targets+=(bench_cuda bench_llama_cuda)
     run_step build 360 "$out/build.log" cmake --build "$build" --target "${targets[@]}" -j "$jobs" || failed=1
     row "build (CMake: ${targets[*]})" "$step_status" "$step_seconds" build.log
 else
@@ -175,7 +186,11 @@ else
             running=$((running + 1))
         }
         spawn "$nvcc" "${nvflags[@]}" "${inc[@]}" -c "$repo/tests/cuda/gpu_ops.cu" -o "$build/obj/gpu_ops.o"
+        spawn "$nvcc" "${nvflags[@]}" "${inc[@]}" -c "$repo/tests/cuda/gpu_nn_ops.cu" -o "$build/obj/gpu_nn_ops.o"
+        spawn "$nvcc" "${nvflags[@]}" "${inc[@]}" -c "$repo/tests/cuda/nn_host_emulation.cu" -o "$build/obj/nn_host_emulation.o"
         spawn "$cxx" "${cxxflags[@]}" -O1 "${inc[@]}" -c "$repo/tests/cuda/test_cuda_parity.cpp" -o "$build/obj/test_cuda_parity.o"
+        spawn "$cxx" "${cxxflags[@]}" -O1 "${inc[@]}" -c "$repo/tests/cuda/test_cuda_nn_parity.cpp" -o "$build/obj/test_cuda_nn_parity.o"
+        spawn "$cxx" "${cxxflags[@]}" -O1 "${inc[@]}" -c "$repo/tests/cuda/test_cuda_model_parity.cpp" -o "$build/obj/test_cuda_model_parity.o"
         spawn "$cxx" "${cxxflags[@]}" "${inc[@]}" -c "$repo/tests/cuda/gpu_main.cpp" -o "$build/obj/gpu_main.o"
         spawn "$nvcc" "${nvflags[@]}" "${inc[@]}" "$repo/tests/cuda/test_cuda_status.cu" -o "$bin_status" \
             -L"$cuda_lib" -Xlinker -rpath="$cuda_lib" -lcublas -lcusolver
@@ -188,14 +203,21 @@ else
             spawn "$nvcc" "${nvflags[@]}" "${inc[@]}" "$repo/bench/cuda/bench_cuda.cu" -o "$bin_bench" \
                 -L"$blib" -Xlinker -rpath="$blib" -L"$cuda_lib" -Xlinker -rpath="$cuda_lib" -lbenchmark -lcublas \
                 -lcusolver
+            spawn "$nvcc" "${nvflags[@]}" "${inc[@]}" "$repo/bench/cuda/bench_llama_cuda.cu" -o "$bin_bench_llama" \
+                -L"$blib" -Xlinker -rpath="$blib" -L"$cuda_lib" -Xlinker -rpath="$cuda_lib" -lbenchmark -lcublas \
+                -lcusolver
         fi
         while [ "$running" -gt 0 ]; do wait -n || rc=1; running=$((running - 1)); done
         [ $rc -eq 0 ] || return 1
         echo "+ link test_cuda_parity"
-        "$cxx" "$build/obj/test_cuda_parity.o" "$build/obj/gpu_main.o" "$build/obj/gpu_ops.o" -o "$bin_parity" \
+        "$cxx" "$build/obj/test_cuda_parity.o" "$build/obj/test_cuda_nn_parity.o" "$build/obj/test_cuda_model_parity.o" \
+            "$build/obj/gpu_main.o" "$build/obj/gpu_ops.o" "$build/obj/gpu_nn_ops.o" -o "$bin_parity" \
             -L"$cuda_lib" -Wl,-rpath,"$cuda_lib" -lcudart -lcublas -lcusolver -pthread
+        echo "+ link test_cuda_nn_emulated"
+        "$cxx" "$build/obj/test_cuda_nn_parity.o" "$build/obj/gpu_main.o" "$build/obj/nn_host_emulation.o" \
+            -o "$bin_emulated" -L"$cuda_lib" -Wl,-rpath,"$cuda_lib" -lcudart -pthread
     }
-    export repo deps build jobs CUDA_ARCH have_benchmark bin_status bin_parity bin_bench
+    export repo deps build jobs CUDA_ARCH have_benchmark bin_status bin_parity bin_bench bin_emulated bin_bench_llama
     run_step "build (direct)" 360 "$out/build.log" bash -c "$(declare -f direct_build); direct_build" || failed=1
     row "build (direct nvcc/g++)" "$step_status" "$step_seconds" build.log
 fi
@@ -211,6 +233,14 @@ else
     row test_cuda_status "not built" 0 build.log
     failed=1
 fi
+if [ -x "$bin_emulated" ]; then
+    run_step test_cuda_nn_emulated 60 "$out/test_cuda_nn_emulated.log" "$bin_emulated" || failed=1
+    row test_cuda_nn_emulated "$step_status: $(doctest_result "$out/test_cuda_nn_emulated.log")" "$step_seconds" \
+        test_cuda_nn_emulated.log
+else
+    row test_cuda_nn_emulated "not built" 0 build.log
+    failed=1
+fi
 if [ -x "$bin_parity" ]; then
     run_step test_cuda_parity 240 "$out/test_cuda_parity.log" "$bin_parity" --duration=true || failed=1
     if grep -q "no CUDA device" "$out/test_cuda_parity.log"; then
@@ -224,6 +254,34 @@ else
 fi
 
 # --- benchmarks -------------------------------------------------------------------
+# The LLaMA training step first (short), then its PyTorch peer, then the
+# linear-algebra benchmarks (long: eigensolvers at n = 11008).
+if [ $have_benchmark = ON ] && [ -x "$bin_bench_llama" ]; then
+    run_step bench_llama_cuda 90 "$out/bench_llama.log" "$bin_bench_llama" --benchmark_min_time=0.5 \
+        --benchmark_out="$out/bench_llama.json" --benchmark_out_format=json || failed=1
+    row bench_llama_cuda "$step_status" "$step_seconds" bench_llama.log
+elif [ $have_benchmark = ON ]; then
+    row bench_llama_cuda "not built" 0 build.log
+    failed=1
+fi
+# The PyTorch CUDA peer, only where a python3 has torch built with CUDA and
+# sees the GPU; otherwise a note, not a failure.
+torch_python=""
+for candidate in ${PYTHON:-} python3 /usr/bin/python3; do
+    if [ -n "$candidate" ] && command -v "$candidate" >/dev/null 2>&1 &&
+        timeout 60 "$candidate" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 3)" >/dev/null 2>&1; then
+        torch_python=$candidate
+        break
+    fi
+done
+if [ -n "$torch_python" ]; then
+    run_step "pytorch_llama --device cuda" 120 "$out/pytorch_llama_cuda.log" \
+        "$torch_python" "$repo/bench/pytorch_llama.py" --device cuda --steps 10 || failed=1
+    row "PyTorch peer (bench/pytorch_llama.py --device cuda)" "$step_status" "$step_seconds" pytorch_llama_cuda.log
+else
+    row "PyTorch peer (bench/pytorch_llama.py --device cuda)" \
+        "skipped: no python3 with a CUDA build of torch that sees the GPU" 0 -
+fi
 if [ $have_benchmark = ON ] && [ -x "$bin_bench" ]; then
     run_step bench_cuda 270 "$out/bench.log" "$bin_bench" --benchmark_min_time=0.2 \
         --benchmark_out="$out/bench.json" --benchmark_out_format=json || failed=1
@@ -261,6 +319,27 @@ fi
         echo '```'
         grep -B2 -A6 -m5 "ERROR:" "$out/test_cuda_parity.log" | head -60
         echo '```'
+    fi
+    if [ -f "$out/bench_llama.log" ] || [ -f "$out/pytorch_llama_cuda.log" ]; then
+        echo
+        echo "## LLaMA training step on the GPU (wall time per step, float32, seq 256)"
+        echo
+        echo "| benchmark | time | iterations | counters |"
+        echo "|---|---|---|---|"
+        [ -f "$out/bench_llama.log" ] && awk '/^llama_train_step/ {
+                 counters = "";
+                 for (i = 7; i <= NF; i++) counters = counters " " $i;
+                 printf "| %s | %s %s | %s |%s |\n", $1, $2, $3, $6, counters
+             }' "$out/bench_llama.log"
+        [ -f "$out/bench_llama.log" ] && grep -E "^(no CUDA device|bench_llama_cuda:)" "$out/bench_llama.log" | sed 's/^/    /'
+        if [ -f "$out/pytorch_llama_cuda.log" ]; then
+            echo
+            echo "PyTorch eager on the same GPU (peer):"
+            echo
+            echo '```'
+            cat "$out/pytorch_llama_cuda.log"
+            echo '```'
+        fi
     fi
     if [ -f "$out/bench.log" ]; then
         echo
