@@ -5,7 +5,7 @@
 # forward / covariance / decomposition / writes / assembly, and the peak memory
 # (VmHWM). Takes minutes on 2 cores; not run by CI. Results: docs/benchmarks.md.
 #
-#   bench/bench_build.sh [BUILD_DIR] [WORK_DIR] [extra loranull-build options]
+#   [METHODS="lora-null pissa"] bench/bench_build.sh [BUILD_DIR] [WORK_DIR] [extra loranull-build options]
 set -eu
 # Eigen's OpenMP threads spin after each product and slow the OpenBLAS/LAPACK
 # calls that follow (docs/benchmarks.md, "one trap"): let them sleep.
@@ -22,7 +22,7 @@ if [ ! -f "$work/llama-100m/config.json" ]; then
     --hidden 2048 --vocab 32000 --tied --dtype bf16 --shards 2 \
     --calib "$work/calib-64x512.safetensors" --samples 64 --seq-len 512
 fi
-for method in lora-null pissa; do
+for method in ${METHODS:-lora-null}; do   # e.g. METHODS="lora-null pissa corda-kpm"
   rm -rf "$work/out-$method"
   echo "== $method (rank 128)"
   /usr/bin/time -v "$build/examples/loranull-build" --model "$work/llama-100m" \
