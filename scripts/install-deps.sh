@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what loranull needs on Debian 12 (as root), skipping what is there.
-# CUDA is optional and not installed here: when nvcc is on PATH the CUDA
+# jargon-text (the Jargon File, public domain), zlib and gnuplot are for the
+# knowledge-retention experiment (docs/results.md). CUDA is optional and not installed here: when nvcc is on PATH the CUDA
 # targets are built too.
 set -euo pipefail
 packages=(cmake ninja-build g++ ccache libeigen3-dev libopenblas-dev liblapacke-dev nlohmann-json3-dev
-          doctest-dev libbenchmark-dev python3-numpy)
+          doctest-dev libbenchmark-dev python3-numpy zlib1g-dev jargon-text gnuplot-nox)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -13,4 +14,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Minimal images (debian:*-slim) tell dpkg to skip /usr/share/doc, where
+# jargon-text keeps the Jargon File: unpack the package by hand then.
+jargon=/usr/share/doc/jargon-text/jargon.txt.gz
+fallback=/usr/local/share/jargon-text/jargon.txt.gz
+if [ ! -f "$jargon" ] && [ ! -f "$fallback" ]; then
+  echo "dpkg skipped $jargon (path-exclude?): unpacking jargon-text into $(dirname "$fallback")"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download jargon-text >/dev/null && dpkg-deb -x jargon-text_*.deb root)
+  install -D -m 644 "$tmp/root$jargon" "$fallback"
+  rm -rf "$tmp"
 fi

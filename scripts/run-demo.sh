@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds and runs the main job. Until the LLaMA
-# experiment lands, that is the one-layer version of it:
-# examples/layer_finetune_demo.cpp (calibrate, initialise with every method,
-# fine-tune on a task, measure what each keeps and learns). Extra arguments go
-# to the demo (--help lists them).
+# The main job: installs what is missing, builds, and runs the knowledge-
+# retention experiment (docs/results.md) on the shipped pre-trained model:
+# calibrate, fine-tune on addition with every method, measure what each keeps
+# and learns. Results go to ./results (table, CSV, JSON, PNG plots).
+# Extra arguments go to loranull-experiment (--help lists them; --sweep runs
+# the full learning-rate x seed grid).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
-cmake --build build --target layer_finetune_demo -j "$(nproc)"
-mkdir -p out
-cd out && ../build/examples/layer_finetune_demo "$@"
+cmake --build build --target loranull-experiment -j "$(nproc)"
+# Eigen's OpenMP threads spin between products unless told to wait passively.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+./build/examples/loranull-experiment "$@"

@@ -1,0 +1,349 @@
+#pragma once
+// The experiment's outputs: the table on the terminal, CSV and JSON files,
+// the invariant checks, and the plots.
+//
+//   runs.csv       one row per (method, lr, seed)
+//   summary.csv    one row per (method, lr): mean and spread over seeds
+//   layers.csv     SPEC.md section 4 per run, block and projection
+//   results.json   all of the above, the settings and the checks
+//   frontier.png   knowledge kept against task learned, every method and rate
+//   losses.png     training-loss curves
+//   spectrum.png   eigenvalue spectra of a few calibration covariances
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "experiment.hpp"
+#include "plot.hpp"
+#include "progress.hpp"
+
+namespace experiment {
+
+/// Mean and sample standard deviation (0 for one value).
+struct Spread {
+    double mean = 0, stddev = 0;
+    static Spread of(const std::vector<double>& v) {
+        Spread s;
+        if (v.empty()) return s;
+        for (double x : v) s.mean += x;
+        s.mean /= double(v.size());
+        if (v.size() > 1) {
+            for (double x : v) s.stddev += (x - s.mean) * (x - s.mean);
+            s.stddev = std::sqrt(s.stddev / double(v.size() - 1));
+        }
+        return s;
+    }
+};
+
+/// The runs of one (method, lr), aggregated over seeds.
+struct Summary {
+    Method method = Method::full;
+    double lr = 0;
+    std::size_t seeds = 0;
+    std::int64_t trainable = 0;
+    Spread fact_accuracy, text_bits, task_accuracy, task_bits, combined, seconds;
+};
+
+inline std::vector<Summary> summarise(const std::vector<RunResult>& runs) {
+    std::vector<Summary> out;
+    for (const RunResult& r : runs) {
+        const bool seen = std::any_of(out.begin(), out.end(), [&](const Summary& s) { return s.method == r.method && s.lr == r.lr; });
+        if (seen) continue;
+        std::vector<double> fact, text, task, bits, combined, seconds;
+        Summary s;
+        s.method = r.method;
+        s.lr = r.lr;
+        for (const RunResult& q : runs)
+            if (q.method == r.method && q.lr == r.lr) {
+                fact.push_back(q.after.fact_accuracy);
+                text.push_back(q.after.text_bits_per_byte);
+                task.push_back(q.after.task_accuracy);
+                bits.push_back(q.after.task_answer_bits);
+                combined.push_back(q.combined_score());
+                seconds.push_back(q.seconds);
+                s.trainable = q.trainable;
+                ++s.seeds;
+            }
+        s.fact_accuracy = Spread::of(fact);
+        s.text_bits = Spread::of(text);
+        s.task_accuracy = Spread::of(task);
+        s.task_bits = Spread::of(bits);
+        s.combined = Spread::of(combined);
+        s.seconds = Spread::of(seconds);
+        out.push_back(s);
+    }
+    return out;
+}
+
+/// The invariants that must hold at any scale; the main job fails when one does not.
+struct Checks {
+    double max_init_logit_change = 0;   // adapter methods: outputs unchanged at initialisation
+    double max_null_space_residual = 0; // LoRA-Null: A0's rows in span(U_null)
+    double worst_v2_bound_ratio = 0;    // max over v2 layers of output_change / bound (<= 1)
+    bool v2_bound_applies = true;       // A stayed A0 in every v2 layer
+    bool every_loss_fell = true;        // mean of the last tenth of steps < mean of the first tenth
+    std::vector<std::string> failures;
+
+    static constexpr double init_tolerance = 1e-4;       // float logits, relative to max |logit|
+    static constexpr double null_space_tolerance = 1e-5; // float factors
+
+    bool ok() const { return failures.empty(); }
+
+    static Checks of(const std::vector<RunResult>& runs) {
+        Checks c;
+        for (const RunResult& r : runs) {
+            const std::string who = std::string(method_name(r.method)) + " (lr " + std::to_string(r.lr) + ", seed " +
+                                    std::to_string(r.seed) + ")";
+            if (uses_adapters(r.method)) {
+                c.max_init_logit_change = std::max(c.max_init_logit_change, r.init_logit_change);
+                if (!(r.init_logit_change <= init_tolerance))
+                    c.failures.push_back(who + ": logits moved by " + std::to_string(r.init_logit_change) +
+                                         " (relative) when the adapters were attached");
+            }
+            if (needs_null_space(r.method)) {
+                c.max_null_space_residual = std::max(c.max_null_space_residual, r.null_space_residual);
+                if (!(r.null_space_residual <= null_space_tolerance))
+                    c.failures.push_back(who + ": A0 leaves the null space by " + std::to_string(r.null_space_residual));
+            }
+            if (r.method == Method::lora_null_v2)
+                for (const LayerBound& l : r.layers) {
+                    c.v2_bound_applies = c.v2_bound_applies && l.bound_applies;
+                    // Double-precision evaluation: allow rounding only.
+                    const double ratio = l.bound > 0 ? l.output_change / l.bound : (l.output_change > 0 ? INFINITY : 0);
+                    c.worst_v2_bound_ratio = std::max(c.worst_v2_bound_ratio, ratio);
+                    if (!l.bound_applies || l.output_change > l.bound * (1 + 1e-9) + 1e-12)
+                        c.failures.push_back(who + ": block " + std::to_string(l.layer) + " " + l.projection +
+                                             " output change " + std::to_string(l.output_change) + " > bound " +
+                                             std::to_string(l.bound));
+                }
+            const std::size_t n = r.losses.size(), tenth = std::max<std::size_t>(1, n / 10);
+            if (n >= 2) {
+                double first = 0, last = 0;
+                for (std::size_t i = 0; i < tenth; ++i) first += r.losses[i], last += r.losses[n - 1 - i];
+                if (!(last < first)) {
+                    c.every_loss_fell = false;
+                    c.failures.push_back(who + ": training loss did not fall (" + std::to_string(first / double(tenth)) +
+                                         " -> " + std::to_string(last / double(tenth)) + " bits/byte)");
+                }
+            }
+        }
+        return c;
+    }
+};
+
+inline std::string percent(double x) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.1f", 100 * x);
+    return b;
+}
+
+/// The table on the terminal.
+inline void print_table(const Scores& before, const std::vector<Summary>& rows) {
+    std::printf("\npre-trained: held-out text %.3f bits/byte, facts %.1f%%, addition %.1f%%\n\n",
+                before.text_bits_per_byte, 100 * before.fact_accuracy, 100 * before.task_accuracy);
+    std::printf("%-13s %8s %10s %15s %14s %15s %11s %15s %7s\n", "method", "lr", "trainable", "facts kept %",
+                "text bits/B", "addition EM %", "answer bits", "combined", "time s");
+    for (const Summary& s : rows) {
+        char facts[32], text[32], task[32], combined[32];
+        std::snprintf(facts, sizeof facts, "%.1f +- %.1f", 100 * s.fact_accuracy.mean, 100 * s.fact_accuracy.stddev);
+        std::snprintf(text, sizeof text, "%.3f +- %.3f", s.text_bits.mean, s.text_bits.stddev);
+        std::snprintf(task, sizeof task, "%.1f +- %.1f", 100 * s.task_accuracy.mean, 100 * s.task_accuracy.stddev);
+        std::snprintf(combined, sizeof combined, "%.3f +- %.3f", s.combined.mean, s.combined.stddev);
+        std::printf("%-13s %8.0e %10lld %15s %14s %15s %11.3f %15s %7.1f\n", method_name(s.method), s.lr,
+                    static_cast<long long>(s.trainable), facts, text, task, s.task_bits.mean, combined, s.seconds.mean);
+    }
+    std::printf("(mean +- standard deviation over seeds; combined = sqrt(facts kept x addition EM))\n");
+}
+
+/// Points on the upper-right Pareto frontier of (task, knowledge).
+inline std::vector<std::pair<double, double>> pareto_frontier(const std::vector<Summary>& rows) {
+    std::vector<std::pair<double, double>> points, out;
+    for (const Summary& s : rows) points.push_back({s.task_accuracy.mean, s.fact_accuracy.mean});
+    std::sort(points.begin(), points.end(), [](auto a, auto b) { return a.first > b.first || (a.first == b.first && a.second > b.second); });
+    double best = -1;
+    for (const auto& p : points)
+        if (p.second > best) out.push_back(p), best = p.second;
+    std::reverse(out.begin(), out.end());
+    return out;
+}
+
+/// Writes every output file into `dir` (which exists and is empty).
+template <class Spectra>
+void write_outputs(const std::filesystem::path& dir, const nlohmann::json& settings, const Scores& before,
+                   const std::vector<RunResult>& runs, const Checks& checks, const Spectra& spectra) {
+    namespace fs = std::filesystem;
+    const std::vector<Summary> rows = summarise(runs);
+
+    std::ostringstream csv;
+    csv << "method,lr,seed,trainable,seconds,text_bpb_before,text_bpb_after,fact_acc_before,fact_acc_after,"
+           "task_acc_before,task_acc_after,task_answer_bits_after,final_train_loss,combined,init_logit_change,"
+           "null_space_residual\n";
+    for (const RunResult& r : runs) {
+        double tail = 0;
+        const std::size_t n = r.losses.size(), k = std::max<std::size_t>(1, n / 10);
+        for (std::size_t i = 0; i < std::min(k, n); ++i) tail += r.losses[n - 1 - i];
+        csv << method_name(r.method) << ',' << r.lr << ',' << r.seed << ',' << r.trainable << ',' << r.seconds << ','
+            << before.text_bits_per_byte << ',' << r.after.text_bits_per_byte << ',' << before.fact_accuracy << ','
+            << r.after.fact_accuracy << ',' << before.task_accuracy << ',' << r.after.task_accuracy << ','
+            << r.after.task_answer_bits << ',' << (n ? tail / double(std::min(k, n)) : 0.0) << ',' << r.combined_score()
+            << ',' << r.init_logit_change << ',' << r.null_space_residual << '\n';
+    }
+    write_file_atomically(dir / "runs.csv", csv.str());
+
+    std::ostringstream sum;
+    sum << "method,lr,seeds,trainable,fact_acc_mean,fact_acc_std,text_bpb_mean,text_bpb_std,task_acc_mean,task_acc_std,"
+           "task_answer_bits_mean,combined_mean,combined_std,seconds_mean\n";
+    for (const Summary& s : rows)
+        sum << method_name(s.method) << ',' << s.lr << ',' << s.seeds << ',' << s.trainable << ',' << s.fact_accuracy.mean
+            << ',' << s.fact_accuracy.stddev << ',' << s.text_bits.mean << ',' << s.text_bits.stddev << ','
+            << s.task_accuracy.mean << ',' << s.task_accuracy.stddev << ',' << s.task_bits.mean << ','
+            << s.combined.mean << ',' << s.combined.stddev << ',' << s.seconds.mean << '\n';
+    write_file_atomically(dir / "summary.csv", sum.str());
+
+    std::ostringstream layers;
+    layers << "method,lr,seed,layer,projection,output_change,bound,base_output,bound_applies\n";
+    for (const RunResult& r : runs)
+        for (const LayerBound& l : r.layers)
+            layers << method_name(r.method) << ',' << r.lr << ',' << r.seed << ',' << l.layer << ',' << l.projection << ','
+                   << l.output_change << ',' << l.bound << ',' << l.base_output << ',' << (l.bound_applies ? 1 : 0) << '\n';
+    write_file_atomically(dir / "layers.csv", layers.str());
+
+    nlohmann::json j;
+    j["format"] = "loranull.experiment/1";
+    j["settings"] = settings;
+    j["pretrained"] = {{"text_bits_per_byte", before.text_bits_per_byte},
+                       {"fact_accuracy", before.fact_accuracy},
+                       {"task_accuracy", before.task_accuracy},
+                       {"task_answer_bits", before.task_answer_bits}};
+    j["runs"] = nlohmann::json::array();
+    for (const RunResult& r : runs) {
+        nlohmann::json run = {{"method", method_name(r.method)},
+                              {"lr", r.lr},
+                              {"seed", r.seed},
+                              {"trainable", r.trainable},
+                              {"seconds", r.seconds},
+                              {"text_bits_per_byte", r.after.text_bits_per_byte},
+                              {"fact_accuracy", r.after.fact_accuracy},
+                              {"task_accuracy", r.after.task_accuracy},
+                              {"task_answer_bits", r.after.task_answer_bits},
+                              {"combined", r.combined_score()},
+                              {"init_logit_change", r.init_logit_change},
+                              {"null_space_residual", r.null_space_residual},
+                              {"losses", r.losses}};
+        run["layers"] = nlohmann::json::array();
+        for (const LayerBound& l : r.layers)
+            run["layers"].push_back({{"layer", l.layer}, {"projection", l.projection}, {"output_change", l.output_change},
+                                     {"bound", l.bound}, {"base_output", l.base_output}, {"bound_applies", l.bound_applies}});
+        j["runs"].push_back(run);
+    }
+    j["summary"] = nlohmann::json::array();
+    for (const Summary& s : rows)
+        j["summary"].push_back({{"method", method_name(s.method)}, {"lr", s.lr}, {"seeds", s.seeds},
+                                {"trainable", s.trainable}, {"fact_accuracy", {s.fact_accuracy.mean, s.fact_accuracy.stddev}},
+                                {"text_bits_per_byte", {s.text_bits.mean, s.text_bits.stddev}},
+                                {"task_accuracy", {s.task_accuracy.mean, s.task_accuracy.stddev}},
+                                {"combined", {s.combined.mean, s.combined.stddev}}});
+    j["checks"] = {{"ok", checks.ok()},
+                   {"max_init_logit_change", checks.max_init_logit_change},
+                   {"init_tolerance", Checks::init_tolerance},
+                   {"max_null_space_residual", checks.max_null_space_residual},
+                   {"null_space_tolerance", Checks::null_space_tolerance},
+                   {"worst_v2_bound_ratio", checks.worst_v2_bound_ratio},
+                   {"v2_bound_applies", checks.v2_bound_applies},
+                   {"every_loss_fell", checks.every_loss_fell},
+                   {"failures", checks.failures}};
+    j["spectra"] = nlohmann::json::array();
+    for (const auto& [name, values] : spectra) j["spectra"].push_back({{"covariance", name}, {"eigenvalues", values}});
+    write_file_atomically(dir / "results.json", j.dump(1) + "\n");
+
+    // --- plots: data blocks (gnuplot's `index`) and scripts ------------------
+    std::ostringstream frontier, titles;
+    std::vector<Method> methods;
+    for (const Summary& s : rows)
+        if (std::find(methods.begin(), methods.end(), s.method) == methods.end()) methods.push_back(s.method);
+    for (Method m : methods) {
+        frontier << "# " << method_name(m) << "\n";
+        for (const Summary& s : rows)
+            if (s.method == m)
+                frontier << s.task_accuracy.mean << ' ' << s.fact_accuracy.mean << ' ' << s.lr << ' '
+                         << s.task_accuracy.stddev << ' ' << s.fact_accuracy.stddev << '\n';
+        frontier << "\n\n";
+        titles << method_name(m) << ' ';
+    }
+    frontier << "# pareto frontier\n";
+    for (const auto& [x, y] : pareto_frontier(rows)) frontier << x << ' ' << y << "\n";
+    write_file_atomically(dir / "frontier.dat", frontier.str());
+    const std::size_t count = methods.size();
+    char pretrained_line[160];
+    std::snprintf(pretrained_line, sizeof pretrained_line,
+                  "set arrow from graph 0, first %.6f to graph 1, first %.6f nohead dt 3 lc rgb 'gray'\n",
+                  before.fact_accuracy, before.fact_accuracy);
+    plot_png(dir / "frontier.png",
+             png_header() + "set title 'Knowledge kept against task learned (each method at its learning rates)'\n"
+                            "set xlabel 'held-out addition, exact match'\nset ylabel 'facts recalled after fine-tuning'\n"
+                            "set xrange [0:1]\nset yrange [0:1]\n" +
+                 std::string(pretrained_line) + "titles = '" + titles.str() + "'\n" +
+                 "plot for [i=0:" + std::to_string(count - 1) +
+                 "] 'frontier.dat' index i using 1:2:4:5 with xyerrorlines pt 7 title word(titles, i+1), "
+                 "'frontier.dat' index " + std::to_string(count) +
+                 " using 1:2 with lines dt 2 lw 2 lc rgb 'black' title 'Pareto frontier'\n");
+
+    std::ostringstream losses, loss_titles;
+    std::size_t series = 0;
+    for (const Summary& s : rows) {
+        losses << "# " << method_name(s.method) << " lr " << s.lr << "\n";
+        // Mean over seeds, smoothed over a window of 1/50 of the steps.
+        std::vector<double> mean;
+        std::size_t seeds = 0;
+        for (const RunResult& r : runs)
+            if (r.method == s.method && r.lr == s.lr) {
+                if (mean.empty()) mean.assign(r.losses.size(), 0.0);
+                for (std::size_t i = 0; i < std::min(mean.size(), r.losses.size()); ++i) mean[i] += r.losses[i];
+                ++seeds;
+            }
+        const std::size_t window = std::max<std::size_t>(1, mean.size() / 50);
+        double acc = 0;
+        for (std::size_t i = 0; i < mean.size(); ++i) {
+            acc += mean[i] / double(seeds);
+            if (i >= window) acc -= mean[i - window] / double(seeds);
+            if ((i + 1) % window == 0) losses << i + 1 << ' ' << acc / double(std::min(i + 1, window)) << '\n';
+        }
+        losses << "\n\n";
+        char t[64];
+        std::snprintf(t, sizeof t, "%s@%.0e ", method_name(s.method), s.lr);
+        loss_titles << t;
+        ++series;
+    }
+    write_file_atomically(dir / "losses.dat", losses.str());
+    plot_png(dir / "losses.png", png_header(1000, 600) + "set title 'Fine-tuning loss (mean over seeds)'\n"
+                                                           "set xlabel 'step'\nset ylabel 'bits per byte'\nset logscale y\n"
+                                                           "titles = '" + loss_titles.str() + "'\n"
+                                                           "plot for [i=0:" + std::to_string(series - 1) +
+                                                           "] 'losses.dat' index i using 1:2 with lines title word(titles, i+1)\n");
+
+    std::ostringstream spectrum, spectrum_titles;
+    for (const auto& [name, values] : spectra) {
+        spectrum << "# " << name << "\n";
+        const double top = values.empty() ? 1.0 : std::max(values.front(), 1e-300);
+        for (std::size_t i = 0; i < values.size(); ++i) spectrum << i + 1 << ' ' << std::max(values[i] / top, 1e-18) << '\n';
+        spectrum << "\n\n";
+        spectrum_titles << name << ' ';
+    }
+    write_file_atomically(dir / "spectrum.dat", spectrum.str());
+    plot_png(dir / "spectrum.png",
+             png_header() + "set title 'Calibration covariance spectra (eigenvalue / largest)'\n"
+                            "set xlabel 'index (descending)'\nset ylabel 'lambda_i / lambda_1'\nset logscale y\n"
+                            "titles = '" + spectrum_titles.str() + "'\n"
+                            "plot for [i=0:" + std::to_string(spectra.size() - 1) +
+                            "] 'spectrum.dat' index i using 1:2 with lines lw 2 title word(titles, i+1)\n");
+}
+
+}  // namespace experiment
