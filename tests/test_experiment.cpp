@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -31,14 +32,21 @@ namespace fs = std::filesystem;
 
 namespace {
 
+/// A scratch folder for this process, removed at exit.
 fs::path work_dir() {
-    static const fs::path dir = [] {
-        const fs::path d = fs::temp_directory_path() / ("loranull_test_experiment_" + std::to_string(::getpid()));
-        fs::remove_all(d);
-        fs::create_directories(d);
-        return d;
-    }();
-    return dir;
+    struct Scratch {
+        fs::path dir = fs::temp_directory_path() / ("loranull_test_experiment_" + std::to_string(::getpid()));
+        Scratch() {
+            fs::remove_all(dir);
+            fs::create_directories(dir);
+        }
+        ~Scratch() {
+            std::error_code ec;
+            fs::remove_all(dir, ec);
+        }
+    };
+    static const Scratch scratch;
+    return scratch.dir;
 }
 
 std::string slurp(const fs::path& p) {
@@ -135,7 +143,18 @@ TEST_CASE("facts and the addition task are reproducible and disjoint") {
     std::set<std::pair<int, int>> held;
     for (const Problem& p : task.held_out) held.insert({p.a, p.b});
     for (const Problem& p : task.train) CHECK(held.count({p.a, p.b}) == 0);
-    CHECK(Problem{37, 85}.text() == "37+85=122\n");
+    CHECK(Problem{37, 85, 2}.text() == "37+85=122\n");
+    CHECK(Problem{7, 5, 2}.text() == "07+05=012\n");
+    // Task batches score the answers only.
+    Rng rng(4);
+    const Batch batch = task_batch(task, 2, 20, rng);
+    REQUIRE(batch.tokens.size() == 40);
+    for (std::size_t i = 0; i < batch.tokens.size(); ++i) {
+        const char next = i + 1 < batch.tokens.size() && (i + 1) % 20 != 0 ? char(batch.tokens[i + 1]) : 0;
+        if (next) CHECK((batch.targets[i] == ignore_target || batch.targets[i] == next));
+        if (batch.tokens[i] == '=') CHECK(batch.targets[i] != ignore_target);  // the first answer digit is scored
+        if (batch.tokens[i] == '+') CHECK(batch.targets[i] == ignore_target);  // an operand digit is not
+    }
     CHECK_THROWS_AS(AdditionTask::make(4, 10, 1), loranull::error);
 }
 
@@ -227,13 +246,27 @@ TEST_CASE("the whole pipeline on a tiny model: invariants and outputs") {
     for (const char* png : {"frontier.png", "losses.png", "spectrum.png"}) check_png(out / png);
     CHECK(r.out.find("lora-null-v2") != std::string::npos);
 
-    // A second run replaces the first one's folder.
-    const Result again = run(LORANULL_EXPERIMENT_PATH, "--model '" + tiny_model().string() + "' --out '" +
-                                                           out.string() + "' --methods lora --steps 5 --rank 2 "
-                                                           "--batch 4 --calib-samples 16 --digits 1 --quiet");
-    INFO(again.err);
+    // Runs of separate processes merge into one report; a rerun replaces its folder.
+    const fs::path other = work_dir() / "results-lora";
+    const std::string small = "--model '" + tiny_model().string() + "' --methods lora --lr-adapter 1e-2 --steps 40 "
+                              "--rank 4 --batch 8 --calib-samples 32 --digits 1 --seeds 1 --quiet --out ";
+    REQUIRE(run(LORANULL_EXPERIMENT_PATH, small + "'" + other.string() + "'").status == 0);
+    const fs::path merged = work_dir() / "merged";
+    const Result m = run(LORANULL_EXPERIMENT_PATH, "--merge '" + out.string() + "','" + other.string() + "' --out '" +
+                                                       merged.string() + "' --quiet");
+    INFO(m.err);
+    CHECK(m.status == 0);
+    const nlohmann::json mj = nlohmann::json::parse(slurp(merged / "results.json"));
+    CHECK(mj["runs"].size() == 15);
+    CHECK(mj["summary"].size() == 7);  // the extra seed of lora at 1e-2 joins its (method, rate)
+    check_csv(merged / "runs.csv", 15);
+    check_png(merged / "frontier.png");
+    const Result again = run(LORANULL_EXPERIMENT_PATH, small + "'" + out.string() + "'");
     CHECK(again.status == 0);
     CHECK(nlohmann::json::parse(slurp(out / "results.json"))["runs"].size() == 1);
+    const Result bad_merge = run(LORANULL_EXPERIMENT_PATH, "--merge /nonexistent --out '" + merged.string() + "'");
+    CHECK(bad_merge.status == 1);
+    CHECK(bad_merge.err.find("cannot open /nonexistent/results.json") != std::string::npos);
 }
 
 TEST_CASE("bad input: one clear message, non-zero exit, nothing written") {

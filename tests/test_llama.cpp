@@ -120,6 +120,23 @@ TEST_CASE("kernel backward passes match finite differences (double)") {
         auto embed_loss = [&] { return readout(g, cpu.embedding_forward(table, targets)); };
         CHECK(gradient_error(table, d_table, embed_loss) < 1e-8);
     }
+    SUBCASE("cross-entropy with ignored targets: the mean over the scored ones, zero gradient elsewhere") {
+        Mat<double> logits = test::gaussian<double>(7, 5, 16);
+        const Tokens targets = {ignore_target, 6, ignore_target, 3, 1};
+        Mat<double> probs, kept_probs;
+        const double loss = cpu.cross_entropy_forward(logits, targets, probs);
+        Mat<double> kept(7, 3);
+        kept << logits.col(1), logits.col(3), logits.col(4);
+        CHECK(loss == doctest::Approx(cpu.cross_entropy_forward(kept, Tokens{6, 3, 1}, kept_probs)).epsilon(1e-14));
+        const Mat<double> d = cpu.cross_entropy_backward(probs, targets);
+        CHECK(d.col(0).norm() == 0.0);
+        CHECK(d.col(2).norm() == 0.0);
+        auto masked = [&] { Mat<double> p; return cpu.cross_entropy_forward(logits, targets, p); };
+        CHECK(gradient_error(logits, d, masked) < 1e-8);
+        CHECK_THROWS_AS(cpu.cross_entropy_forward(logits, Tokens(5, ignore_target), probs), loranull::error);
+        CHECK_THROWS_AS(cpu.cross_entropy_forward(logits, Tokens{0, 1, 2, -2, 3}, probs), loranull::error);
+        CHECK_THROWS_AS(cpu.cross_entropy_backward(probs, Tokens{0, 1, 2, 7, 3}), loranull::error);
+    }
 }
 
 TEST_CASE("RoPE is Hugging Face's rotate-half and depends only on relative position") {

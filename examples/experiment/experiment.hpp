@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,7 @@ struct RunResult {
     std::vector<LayerBound> layers;      // adapter methods only
     double init_logit_change = 0;        // max |logits after init - before| / max |logits before|
     double null_space_residual = -1;     // max over layers of ||A0 - A0 U U^T||_F / ||A0||_F (LoRA-Null)
+    bool diverged = false;               // the loss stopped being finite: scores are 0, text bits NaN
 
     double knowledge_score() const { return after.fact_accuracy; }
     double task_score() const { return after.task_accuracy; }
@@ -158,6 +160,12 @@ RunResult run(const loranull::LlamaModel<Bk, float>& pretrained, Method method, 
     Progress progress(label, schedule.steps, setup.quiet);
     result.losses = train(model, schedule, setup.seq_len,
                           [&](long) { return task_batch(task, setup.batch, setup.seq_len, data_rng); }, progress);
+    result.diverged = static_cast<long>(result.losses.size()) < schedule.steps;
+    if (result.diverged) {
+        result.after = {std::numeric_limits<double>::quiet_NaN(), 0.0, 0.0, std::numeric_limits<double>::quiet_NaN()};
+        result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        return result;
+    }
     result.after = measure(model, data, setup.text_seq_len);
     result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 

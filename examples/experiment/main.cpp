@@ -53,17 +53,20 @@ measures what each keeps of its knowledge and what it learns.
   --methods LIST       comma-separated, from full, lora, pissa, milora, corda,
                        lora-null-v1, lora-null-v2 (default: all)
   --rank R             adapter rank (default 8)
-  --steps N            fine-tuning steps (default 400)
+  --steps N            fine-tuning steps (default 300)
   --batch N            sequences per step (default 32; 64 bytes each)
   --lr LIST            learning rates for every method (overrides the next two)
   --lr-full LIST       rates for full fine-tuning (default 1e-3; --sweep: 3e-4,1e-3,3e-3)
-  --lr-adapter LIST    rates for the adapters (default 3e-3; --sweep: 1e-3,3e-3,1e-2)
+  --lr-adapter LIST    rates for the adapters (default 1e-2; --sweep: 3e-3,1e-2,3e-2)
   --seeds N            seeds per (method, rate) (default 1; --sweep: 3)
   --sweep              three rates per method and three seeds (about 10x the default time)
   --calib-samples N    knowledge sequences for calibration (default 256, 128 bytes each)
   --digits D           operand digits of the addition task (default 2)
   --device cpu|cuda    backend (default cpu)
   --quiet              no progress bars
+  --merge LIST         no training: combine the runs of earlier output folders
+                       (comma-separated; e.g. method subsets run as parallel
+                       processes) into one table, CSV/JSON and plots in --out
 )";
 
 std::vector<double> rates(const Args& args, const std::string& name, const std::string& fallback) {
@@ -93,6 +96,70 @@ std::vector<Fact> read_facts(const fs::path& path) {
     return facts;
 }
 
+/// The runs, pre-trained scores, settings and spectra of earlier outputs.
+int merge_outputs(const Args& args) {
+    const fs::path out = args.get("--out", "results");
+    const fs::path partial = out.string() + ".partial";
+    require(!fs::exists(out) || fs::exists(out / "results.json"), "options", "--out ", out.string(),
+            " exists and does not hold an earlier run of this program: refusing to replace it");
+    std::vector<RunResult> runs;
+    Scores before;
+    nlohmann::json settings;
+    std::vector<std::pair<std::string, std::vector<double>>> spectra;
+    std::vector<std::string> sources;
+    for (const std::string& dir : args.list("--merge", "")) {
+        const fs::path file = fs::path(dir) / "results.json";
+        nlohmann::json j;
+        try {
+            j = nlohmann::json::parse(read_file(file));
+        } catch (const nlohmann::json::exception& e) {
+            fail("merge", file.string(), " is not valid JSON: ", e.what());
+        }
+        require(j.value("format", "") == "loranull.experiment/1", "merge", file.string(),
+                " is not the output of loranull-experiment");
+        if (sources.empty()) {
+            settings = j["settings"];
+            const auto& p = j["pretrained"];
+            before = {p["text_bits_per_byte"], p["fact_accuracy"], p["task_accuracy"], p["task_answer_bits"]};
+            for (const auto& s : j["spectra"]) spectra.push_back({s["covariance"], s["eigenvalues"]});
+        } else {
+            for (const char* key : {"model", "rank", "steps", "batch", "digits", "calibration_samples"})
+                require(settings[key] == j["settings"][key], "merge", file.string(), " was run with a different ", key,
+                        " (", j["settings"][key].dump(), " against ", settings[key].dump(), ")");
+        }
+        sources.push_back(dir);
+        for (const auto& r : j["runs"]) {
+            RunResult run;
+            run.method = parse_method(r["method"]);
+            run.lr = r["lr"];
+            run.seed = r["seed"];
+            run.trainable = r["trainable"];
+            run.seconds = r["seconds"];
+            run.diverged = r.value("diverged", false);
+            auto number = [](const nlohmann::json& v) { return v.is_null() ? std::nan("") : double(v); };
+            run.after = {number(r["text_bits_per_byte"]), number(r["fact_accuracy"]), number(r["task_accuracy"]),
+                         number(r["task_answer_bits"])};
+            run.init_logit_change = r["init_logit_change"];
+            run.null_space_residual = r["null_space_residual"];
+            run.losses = r["losses"].get<std::vector<double>>();
+            for (const auto& l : r["layers"])
+                run.layers.push_back({l["layer"], l["projection"], l["output_change"], l["bound"], l["base_output"],
+                                      l["bound_applies"]});
+            runs.push_back(std::move(run));
+        }
+    }
+    settings["merged_from"] = sources;
+    const Checks checks = Checks::of(runs);
+    print_table(before, summarise(runs));
+    fs::remove_all(partial);
+    fs::create_directories(partial);
+    write_outputs(partial, settings, before, runs, checks, spectra);
+    if (fs::exists(out)) fs::remove_all(out);
+    fs::rename(partial, out);
+    std::printf("\nmerged %zu runs from %zu folders into %s/\n", runs.size(), sources.size(), out.string().c_str());
+    return checks.ok() ? 0 : 3;
+}
+
 template <class Bk>
 int run_experiment(Bk& backend, const Args& args) {
     const fs::path model_dir = args.get("--model", LORANULL_DEFAULT_CHECKPOINT);
@@ -107,12 +174,12 @@ int run_experiment(Bk& backend, const Args& args) {
     for (const std::string& name : args.list("--methods", "full,lora,pissa,milora,corda,lora-null-v1,lora-null-v2"))
         methods.push_back(parse_method(name));
     const std::vector<double> full_rates = rates(args, "--lr-full", sweep ? "3e-4,1e-3,3e-3" : "1e-3");
-    const std::vector<double> adapter_rates = rates(args, "--lr-adapter", sweep ? "1e-3,3e-3,1e-2" : "3e-3");
+    const std::vector<double> adapter_rates = rates(args, "--lr-adapter", sweep ? "3e-3,1e-2,3e-2" : "1e-2");
     const long seeds = args.integer("--seeds", sweep ? 3 : 1, 1, 100);
 
     Setup setup;
     setup.rank = args.integer("--rank", 8, 1, 1 << 20);
-    setup.schedule.steps = args.integer("--steps", 400, 1, 1'000'000);
+    setup.schedule.steps = args.integer("--steps", 300, 1, 1'000'000);
     setup.batch = args.integer("--batch", 32, 1, 4096);
     setup.quiet = quiet;
     const Index calib_samples = args.integer("--calib-samples", 256, 1, 1 << 20);
@@ -236,12 +303,13 @@ int main(int argc, char** argv) {
             }
         const Args args(argc, argv,
                         {"--model", "--text", "--out", "--methods", "--rank", "--steps", "--batch", "--lr", "--lr-full",
-                         "--lr-adapter", "--seeds", "--calib-samples", "--digits", "--device"},
+                         "--lr-adapter", "--seeds", "--calib-samples", "--digits", "--device", "--merge"},
                         {"--sweep", "--quiet"});
+        if (args.has("--merge")) return merge_outputs(args);
         const std::string device = args.get("--device", "cpu");
         if (device == "cuda")
-            fail("options", "--device cuda: this build of loranull-experiment has no CUDA backend for the model yet "
-                            "(the CUDA NN kernels are not in this build); use --device cpu");
+            fail("options", "--device cuda: loranull-experiment runs on the CPU backend only for now (the model's CUDA "
+                            "kernels exist but have not run on a GPU yet, docs/cuda.md); use --device cpu");
         require(device == "cpu", "options", "--device ", device, ": choose cpu or cuda");
         CpuBackend cpu;
         return run_experiment(cpu, args);

@@ -48,6 +48,7 @@ struct Summary {
     Method method = Method::full;
     double lr = 0;
     std::size_t seeds = 0;
+    std::size_t diverged = 0;  // runs whose loss stopped being finite (scored 0)
     std::int64_t trainable = 0;
     Spread fact_accuracy, text_bits, task_accuracy, task_bits, combined, seconds;
 };
@@ -64,13 +65,14 @@ inline std::vector<Summary> summarise(const std::vector<RunResult>& runs) {
         for (const RunResult& q : runs)
             if (q.method == r.method && q.lr == r.lr) {
                 fact.push_back(q.after.fact_accuracy);
-                text.push_back(q.after.text_bits_per_byte);
+                if (!q.diverged) text.push_back(q.after.text_bits_per_byte);
                 task.push_back(q.after.task_accuracy);
-                bits.push_back(q.after.task_answer_bits);
+                if (!q.diverged) bits.push_back(q.after.task_answer_bits);
                 combined.push_back(q.combined_score());
                 seconds.push_back(q.seconds);
                 s.trainable = q.trainable;
                 ++s.seeds;
+                s.diverged += q.diverged ? 1 : 0;
             }
         s.fact_accuracy = Spread::of(fact);
         s.text_bits = Spread::of(text);
@@ -125,6 +127,7 @@ struct Checks {
                                              std::to_string(l.bound));
                 }
             const std::size_t n = r.losses.size(), tenth = std::max<std::size_t>(1, n / 10);
+            if (r.diverged) continue;  // reported as diverged, not as a failure of the library
             if (n >= 2) {
                 double first = 0, last = 0;
                 for (std::size_t i = 0; i < tenth; ++i) first += r.losses[i], last += r.losses[n - 1 - i];
@@ -157,10 +160,12 @@ inline void print_table(const Scores& before, const std::vector<Summary>& rows) 
         std::snprintf(text, sizeof text, "%.3f +- %.3f", s.text_bits.mean, s.text_bits.stddev);
         std::snprintf(task, sizeof task, "%.1f +- %.1f", 100 * s.task_accuracy.mean, 100 * s.task_accuracy.stddev);
         std::snprintf(combined, sizeof combined, "%.3f +- %.3f", s.combined.mean, s.combined.stddev);
-        std::printf("%-13s %8.0e %10lld %15s %14s %15s %11.3f %15s %7.1f\n", method_name(s.method), s.lr,
-                    static_cast<long long>(s.trainable), facts, text, task, s.task_bits.mean, combined, s.seconds.mean);
+        std::printf("%-13s %8.0e %10lld %15s %14s %15s %11.3f %15s %7.1f%s\n", method_name(s.method), s.lr,
+                    static_cast<long long>(s.trainable), facts, text, task, s.task_bits.mean, combined, s.seconds.mean,
+                    s.diverged ? ("  (" + std::to_string(s.diverged) + " diverged, scored 0)").c_str() : "");
     }
-    std::printf("(mean +- standard deviation over seeds; combined = sqrt(facts kept x addition EM))\n");
+    std::printf("(mean +- standard deviation over seeds; combined = sqrt(facts kept x addition EM); a diverged run\n"
+                " scores 0 for facts and addition and is left out of the bits-per-byte columns)\n");
 }
 
 /// Points on the upper-right Pareto frontier of (task, knowledge).
@@ -185,7 +190,7 @@ void write_outputs(const std::filesystem::path& dir, const nlohmann::json& setti
     std::ostringstream csv;
     csv << "method,lr,seed,trainable,seconds,text_bpb_before,text_bpb_after,fact_acc_before,fact_acc_after,"
            "task_acc_before,task_acc_after,task_answer_bits_after,final_train_loss,combined,init_logit_change,"
-           "null_space_residual\n";
+           "null_space_residual,diverged\n";
     for (const RunResult& r : runs) {
         double tail = 0;
         const std::size_t n = r.losses.size(), k = std::max<std::size_t>(1, n / 10);
@@ -194,18 +199,18 @@ void write_outputs(const std::filesystem::path& dir, const nlohmann::json& setti
             << before.text_bits_per_byte << ',' << r.after.text_bits_per_byte << ',' << before.fact_accuracy << ','
             << r.after.fact_accuracy << ',' << before.task_accuracy << ',' << r.after.task_accuracy << ','
             << r.after.task_answer_bits << ',' << (n ? tail / double(std::min(k, n)) : 0.0) << ',' << r.combined_score()
-            << ',' << r.init_logit_change << ',' << r.null_space_residual << '\n';
+            << ',' << r.init_logit_change << ',' << r.null_space_residual << ',' << (r.diverged ? 1 : 0) << '\n';
     }
     write_file_atomically(dir / "runs.csv", csv.str());
 
     std::ostringstream sum;
     sum << "method,lr,seeds,trainable,fact_acc_mean,fact_acc_std,text_bpb_mean,text_bpb_std,task_acc_mean,task_acc_std,"
-           "task_answer_bits_mean,combined_mean,combined_std,seconds_mean\n";
+           "task_answer_bits_mean,combined_mean,combined_std,seconds_mean,diverged\n";
     for (const Summary& s : rows)
         sum << method_name(s.method) << ',' << s.lr << ',' << s.seeds << ',' << s.trainable << ',' << s.fact_accuracy.mean
             << ',' << s.fact_accuracy.stddev << ',' << s.text_bits.mean << ',' << s.text_bits.stddev << ','
             << s.task_accuracy.mean << ',' << s.task_accuracy.stddev << ',' << s.task_bits.mean << ','
-            << s.combined.mean << ',' << s.combined.stddev << ',' << s.seconds.mean << '\n';
+            << s.combined.mean << ',' << s.combined.stddev << ',' << s.seconds.mean << ',' << s.diverged << '\n';
     write_file_atomically(dir / "summary.csv", sum.str());
 
     std::ostringstream layers;
@@ -237,6 +242,7 @@ void write_outputs(const std::filesystem::path& dir, const nlohmann::json& setti
                               {"combined", r.combined_score()},
                               {"init_logit_change", r.init_logit_change},
                               {"null_space_residual", r.null_space_residual},
+                              {"diverged", r.diverged},
                               {"losses", r.losses}};
         run["layers"] = nlohmann::json::array();
         for (const LayerBound& l : r.layers)
@@ -250,7 +256,8 @@ void write_outputs(const std::filesystem::path& dir, const nlohmann::json& setti
                                 {"trainable", s.trainable}, {"fact_accuracy", {s.fact_accuracy.mean, s.fact_accuracy.stddev}},
                                 {"text_bits_per_byte", {s.text_bits.mean, s.text_bits.stddev}},
                                 {"task_accuracy", {s.task_accuracy.mean, s.task_accuracy.stddev}},
-                                {"combined", {s.combined.mean, s.combined.stddev}}});
+                                {"combined", {s.combined.mean, s.combined.stddev}},
+                                {"diverged", s.diverged}});
     j["checks"] = {{"ok", checks.ok()},
                    {"max_init_logit_change", checks.max_init_logit_change},
                    {"init_tolerance", Checks::init_tolerance},

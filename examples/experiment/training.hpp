@@ -30,7 +30,10 @@ struct NoEvaluation {
 };
 
 /// Runs `schedule.steps` steps on batches from next_batch(step) and returns
-/// the training loss of every step in bits per byte. After each step,
+/// the training loss of every step in bits per byte; it stops early, with
+/// fewer losses than steps, when the loss or the gradient stops being finite
+/// (a rate too high for the method: the caller records the run as diverged).
+/// After each step,
 /// evaluate(step + 1, smoothed loss) may measure something and return a note
 /// for the progress bar (empty: the bar shows the smoothed loss).
 template <class Bk, loranull::Real T, class NextBatch, class Evaluate = NoEvaluation>
@@ -45,12 +48,15 @@ std::vector<double> train(loranull::LlamaModel<Bk, T>& model, const Schedule& sc
         const Batch batch = next_batch(step);
         model.zero_grad();
         const double loss = model.loss(batch.tokens, batch.targets, seq_len);
-        loranull::require(std::isfinite(loss), "train", "the loss diverged (", loss, ") at step ", step,
-                          " with peak learning rate ", schedule.peak_lr);
+        if (!std::isfinite(loss)) break;
         model.backward();
         const double lr =
             loranull::cosine_lr(step, schedule.steps, warmup, schedule.peak_lr, schedule.peak_lr * schedule.final_lr_fraction);
-        optimizer.step(model.backend(), model.parameters(), lr);
+        try {
+            optimizer.step(model.backend(), model.parameters(), lr);
+        } catch (const loranull::error&) {  // the gradient norm is not finite
+            break;
+        }
         losses.push_back(loss / std::numbers::ln2);
         smoothed = step == 0 ? losses.back() : 0.95 * smoothed + 0.05 * losses.back();
         std::string note = evaluate(step + 1, smoothed);

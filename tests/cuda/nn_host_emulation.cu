@@ -14,6 +14,7 @@
 //
 // Outputs start as NaN, as stale pool memory could: an entry a kernel forgets
 // to write shows up as NaN in the comparison.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -133,6 +134,12 @@ SwigluGrad<T> swiglu_backward(const HostMatrix<T>& dh, const HostMatrix<T>& gate
     return g;
 }
 
+/// The number of targets that are not ignore_target (what the backend counts).
+inline Index scored(const Tokens& targets) {
+    return static_cast<Index>(std::count_if(targets.begin(), targets.end(),
+                                            [](std::int32_t y) { return y != loranull::ignore_target; }));
+}
+
 template <class T>
 CrossEntropy<T> cross_entropy_forward(const HostMatrix<T>& logits, const Tokens& targets) {
     CrossEntropy<T> r{0.0, unwritten<T>(logits.rows(), logits.cols())};
@@ -140,14 +147,15 @@ CrossEntropy<T> cross_entropy_forward(const HostMatrix<T>& logits, const Tokens&
     raw::cross_entropy_forward(HostLaunch{}, r.probs.data(), losses.data(), logits.data(), targets.data(),
                                logits.rows(), logits.cols());
     for (double l : losses) r.loss += l;  // as CudaNnKernels::cross_entropy_forward: in token order
-    r.loss /= double(logits.cols());
+    r.loss /= double(scored(targets));
     return r;
 }
 
 template <class T>
 HostMatrix<T> cross_entropy_backward(const HostMatrix<T>& probs, const Tokens& targets) {
     auto d = unwritten<T>(probs.rows(), probs.cols());
-    raw::cross_entropy_backward(HostLaunch{}, d.data(), probs.data(), targets.data(), probs.rows(), probs.cols());
+    raw::cross_entropy_backward(HostLaunch{}, d.data(), probs.data(), targets.data(), probs.rows(), probs.cols(),
+                                scored(targets));
     return d;
 }
 

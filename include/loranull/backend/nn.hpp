@@ -13,11 +13,31 @@
 #include <vector>
 
 #include "loranull/backend/backend.hpp"
+#include "loranull/core/error.hpp"
 
 namespace loranull {
 
 /// Grouped-query attention geometry: T = batch * seq_len tokens, token t at
 /// position t mod seq_len; query head h reads kv head h / (heads / kv_heads).
+/// A cross-entropy target that scores nothing (PyTorch's ignore_index): the
+/// prompt of a supervised example, padding. The mean runs over the rest.
+inline constexpr std::int32_t ignore_target = -1;
+
+/// How many targets are scored (the divisor of the mean loss), checking that
+/// each is in [0, vocab) or ignore_target and that at least one is scored.
+/// Every backend's cross-entropy calls it, so all agree on the contract.
+inline Index scored_targets(const std::vector<std::int32_t>& targets, Index vocab, const char* where) {
+    Index scored = 0;
+    for (std::size_t t = 0; t < targets.size(); ++t) {
+        const std::int32_t y = targets[t];
+        require(y == ignore_target || (y >= 0 && y < vocab), where, "target ", y, " at position ", t,
+                " is outside the vocabulary of ", vocab, " (and is not ignore_target = -1)");
+        scored += y == ignore_target ? 0 : 1;
+    }
+    require(scored > 0, where, "every one of the ", targets.size(), " targets is ignore_target: nothing to score");
+    return scored;
+}
+
 struct AttentionShape {
     Index heads = 1;
     Index kv_heads = 1;
@@ -43,7 +63,8 @@ concept NnBackendFor = BackendFor<B, T> && requires(B& b, matrix_t<B, T>& out, c
     // h = silu(gate) * up and its backward.
     { b.swiglu_forward(a, a) } -> std::same_as<matrix_t<B, T>>;
     b.swiglu_backward(a, a, a, out, out);
-    // Mean softmax cross-entropy (probabilities saved) and dlogits.
+    // Mean softmax cross-entropy over the scored targets (probabilities saved)
+    // and dlogits; a target equal to ignore_target is not scored (0 gradient).
     { b.cross_entropy_forward(a, tokens, out) } -> std::convertible_to<double>;
     { b.cross_entropy_backward(a, tokens) } -> std::same_as<matrix_t<B, T>>;
     // One AdamW step (decoupled weight decay) on one parameter.

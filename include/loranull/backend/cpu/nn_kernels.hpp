@@ -202,31 +202,43 @@ public:
 
     // --- softmax cross-entropy -------------------------------------------------
 
-    /// Mean over tokens of -log softmax(logits(:, t))[targets[t]]; probs (V x T) saved.
+    /// Mean over the scored tokens of -log softmax(logits(:, t))[targets[t]];
+    /// probs (V x T) saved. A target of ignore_target (-1) scores nothing at
+    /// that position (a prompt byte in supervised fine-tuning, padding); at
+    /// least one target must be scored.
     template <Real T>
     double cross_entropy_forward(const Mat<T>& logits, const std::vector<std::int32_t>& targets, Mat<T>& probs) const {
         require(logits.cols() == static_cast<Index>(targets.size()) && logits.cols() > 0, "cross_entropy_forward",
                 "logits are ", shape_string(logits.rows(), logits.cols()), " for ", targets.size(), " targets");
+        const Index scored = scored_targets(targets, logits.rows(), "cross_entropy_forward");
         probs.resize(logits.rows(), logits.cols());
         double loss = 0;
         for (Index t = 0; t < logits.cols(); ++t) {
             const std::int32_t y = targets[static_cast<std::size_t>(t)];
-            require(y >= 0 && y < logits.rows(), "cross_entropy_forward", "target ", y, " at position ", t,
-                    " is outside the vocabulary of ", logits.rows());
             const T max = logits.col(t).maxCoeff();
             probs.col(t) = (logits.col(t).array() - max).exp().matrix();
             const T sum = probs.col(t).sum();
             probs.col(t) /= sum;
-            loss += double(std::log(sum)) + double(max) - double(logits(y, t));
+            if (y != ignore_target) loss += double(std::log(sum)) + double(max) - double(logits(y, t));
         }
-        return loss / double(logits.cols());
+        return loss / double(scored);
     }
 
-    /// dlogits = (probs - onehot(targets)) / T.
+    /// dlogits = (probs - onehot(targets)) / S for the S scored tokens, 0 in
+    /// ignored columns.
     template <Real T>
     Mat<T> cross_entropy_backward(const Mat<T>& probs, const std::vector<std::int32_t>& targets) const {
-        Mat<T> d = probs / T(probs.cols());
-        for (Index t = 0; t < probs.cols(); ++t) d(targets[static_cast<std::size_t>(t)], t) -= T(1) / T(probs.cols());
+        require(probs.cols() == static_cast<Index>(targets.size()) && probs.cols() > 0, "cross_entropy_backward",
+                "probs are ", shape_string(probs.rows(), probs.cols()), " for ", targets.size(), " targets");
+        const T scored = T(scored_targets(targets, probs.rows(), "cross_entropy_backward"));
+        Mat<T> d = probs / scored;
+        for (Index t = 0; t < probs.cols(); ++t) {
+            const std::int32_t y = targets[static_cast<std::size_t>(t)];
+            if (y == ignore_target)
+                d.col(t).setZero();
+            else
+                d(y, t) -= T(1) / scored;
+        }
         return d;
     }
 

@@ -452,7 +452,8 @@ struct SwigluBackward {
 // --- softmax cross-entropy ---------------------------------------------------------------------
 
 /// Column t: probs(:, t) = softmax(logits(:, t)) (max subtracted), and
-/// loss[t] = log(sum exp(l - max)) + max - l(y_t) in double. k = t.
+/// loss[t] = log(sum exp(l - max)) + max - l(y_t) in double (0 when y_t is
+/// ignore_target). k = t.
 template <class T>
 struct CrossEntropyColumns {
     T* probs;
@@ -471,22 +472,27 @@ struct CrossEntropyColumns {
             sum += p[i];
         }
         for (Index i = 0; i < vocab; ++i) p[i] /= sum;
-        loss[t] = double(log_of(sum)) + double(max) - double(l[targets[t]]);
+        loss[t] = targets[t] < 0 ? 0.0 : double(log_of(sum)) + double(max) - double(l[targets[t]]);
     }
 };
 
-/// dlogits(i, t) = probs(i, t) / T - [i == y_t] / T.
+/// dlogits(i, t) = probs(i, t) / S - [i == y_t] / S over the S scored
+/// tokens; 0 where y_t is ignore_target.
 template <class T>
 struct CrossEntropyBackward {
     T* d;
     const T* probs;
     const std::int32_t* targets;
     Index vocab;
-    Index tokens;
+    Index scored;
     __host__ __device__ void operator()(Index k) const {
         const Index i = k % vocab, t = k / vocab;
-        T value = probs[k] / T(tokens);
-        if (i == static_cast<Index>(targets[t])) value -= T(1) / T(tokens);
+        if (targets[t] < 0) {
+            d[k] = T(0);
+            return;
+        }
+        T value = probs[k] / T(scored);
+        if (i == static_cast<Index>(targets[t])) value -= T(1) / T(scored);
         d[k] = value;
     }
 };
@@ -637,10 +643,11 @@ void cross_entropy_forward(const Launch& launch, T* probs, double* loss, const T
     launch(tokens, CrossEntropyColumns<T>{probs, loss, logits, targets, vocab});
 }
 
+/// scored: the number of targets that are not ignore_target (>= 1).
 template <class Launch, class T>
 void cross_entropy_backward(const Launch& launch, T* d, const T* probs, const std::int32_t* targets, Index vocab,
-                            Index tokens) {
-    launch(vocab * tokens, CrossEntropyBackward<T>{d, probs, targets, vocab, tokens});
+                            Index tokens, Index scored) {
+    launch(vocab * tokens, CrossEntropyBackward<T>{d, probs, targets, vocab, scored});
 }
 
 template <class Launch, class T>
@@ -826,16 +833,17 @@ public:
 
     // --- softmax cross-entropy -------------------------------------------------
 
-    /// Mean over tokens of -log softmax(logits(:, t))[targets[t]]; probs (V x T)
-    /// saved. The per-token losses (double) come back to the host and are summed
-    /// there in token order, as the CPU sums them.
+    /// Mean over the scored tokens of -log softmax(logits(:, t))[targets[t]]
+    /// (ignore_target scores nothing); probs (V x T) saved. The per-token losses
+    /// (double) come back to the host and are summed there in token order, as
+    /// the CPU sums them.
     template <Real T>
     double cross_entropy_forward(const DMatrix<T>& logits, const std::vector<std::int32_t>& targets,
                                  DMatrix<T>& probs) const {
         const char* where = "CudaBackend::cross_entropy_forward";
         require(logits.cols() == static_cast<Index>(targets.size()) && logits.cols() > 0 && logits.rows() > 0, where,
                 "logits are ", shape_string(logits.rows(), logits.cols()), " for ", targets.size(), " targets");
-        check_ids(targets, logits.rows(), where, "target ");
+        const Index scored = scored_targets(targets, logits.rows(), where);
         const cuda_detail::DeviceGuard guard(self().device(), where);
         reshape(probs, logits.rows(), logits.cols());
         const auto device_targets = to_device(targets, where);
@@ -850,22 +858,23 @@ public:
         LORANULL_CUDA_CHECK(cudaStreamSynchronize(self().stream()), where);
         double loss = 0;
         for (double l : host) loss += l;
-        return loss / double(logits.cols());
+        return loss / double(scored);
     }
 
-    /// dlogits = (probs - onehot(targets)) / T.
+    /// dlogits = (probs - onehot(targets)) / S over the S scored tokens, 0 in
+    /// ignored columns.
     template <Real T>
     DMatrix<T> cross_entropy_backward(const DMatrix<T>& probs, const std::vector<std::int32_t>& targets) const {
         const char* where = "CudaBackend::cross_entropy_backward";
         require(probs.cols() == static_cast<Index>(targets.size()) && probs.cols() > 0, where, "probs are ",
                 shape_string(probs.rows(), probs.cols()), " for ", targets.size(), " targets");
-        check_ids(targets, probs.rows(), where, "target ");
+        const Index scored = scored_targets(targets, probs.rows(), where);
         const cuda_detail::DeviceGuard guard(self().device(), where);
         DMatrix<T> d(probs.rows(), probs.cols(), self().stream_handle());
         const auto device_targets = to_device(targets, where);
         cuda_nn::nn_raw::cross_entropy_backward(launcher(where), d.data(), probs.data(),
                                                 static_cast<const std::int32_t*>(device_targets.data()), probs.rows(),
-                                                probs.cols());
+                                                probs.cols(), scored);
         return d;
     }
 
