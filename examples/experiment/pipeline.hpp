@@ -1,0 +1,268 @@
+#pragma once
+// The experiment's pipeline, generic over the backend: what main.cpp runs on
+// the CPU and main_cuda.cu on the GPU, and the merge of earlier outputs.
+//
+//   1. load the shipped byte-level LLaMA, pretrained on the Jargon File and a
+//      generated knowledge base of facts (loranull-pretrain made it)
+//   2. calibrate: knowledge samples through the model, one covariance per block
+//      and distinct linear input
+//   3. fine-tune on addition with every method (same rank, steps, schedule, seed)
+//   4. measure what each kept (held-out bits per byte, facts recalled) and
+//      learned (held-out exact match), the SPEC.md section 4 bound per layer
+//   5. write the table, CSV/JSON and plots; check the invariants
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <loranull/io/hf_checkpoint.hpp>
+
+#include "cli.hpp"
+#include "corpus.hpp"
+#include "experiment.hpp"
+#include "methods.hpp"
+#include "report.hpp"
+
+#ifndef LORANULL_DEFAULT_CHECKPOINT
+#define LORANULL_DEFAULT_CHECKPOINT "data/jargon-facts-llama"
+#endif
+
+namespace experiment {
+
+namespace fs = std::filesystem;
+using loranull::fail;
+using loranull::LinearInput;
+using loranull::LlamaModel;
+
+inline std::vector<double> rates(const Args& args, const std::string& name, const std::string& fallback) {
+    std::vector<double> out;
+    for (const std::string& s : args.list(args.has("--lr") ? "--lr" : name, fallback))
+        out.push_back(Args::parse_real(name, s, 1e-7, 1.0));
+    return out;
+}
+
+inline std::vector<Fact> read_facts(const fs::path& path) {
+    std::ifstream in(path);
+    require(bool(in), "read_facts", "cannot open ", path.string(), " (the checkpoint folder must hold facts.tsv)");
+    std::string line;
+    require(std::getline(in, line) && line == "entity\tattribute\tvalue", "read_facts", path.string(),
+            " does not start with the header 'entity<TAB>attribute<TAB>value'");
+    std::vector<Fact> facts;
+    for (int number = 2; std::getline(in, line); ++number) {
+        if (line.empty()) continue;
+        std::stringstream ss(line);
+        Fact f;
+        require(std::getline(ss, f.entity, '\t') && std::getline(ss, f.attribute, '\t') && std::getline(ss, f.value) &&
+                    !f.entity.empty() && !f.attribute.empty() && !f.value.empty() && f.value.find('\t') == std::string::npos,
+                "read_facts", path.string(), " line ", number, " is not 'entity<TAB>attribute<TAB>value'");
+        facts.push_back(f);
+    }
+    require(!facts.empty(), "read_facts", path.string(), " holds no facts");
+    return facts;
+}
+
+/// The runs, pre-trained scores, settings and spectra of earlier outputs.
+inline int merge_outputs(const Args& args) {
+    const fs::path out = args.get("--out", "results");
+    const fs::path partial = out.string() + ".partial";
+    require(!fs::exists(out) || fs::exists(out / "results.json"), "options", "--out ", out.string(),
+            " exists and does not hold an earlier run of this program: refusing to replace it");
+    std::vector<RunResult> runs;
+    Scores before;
+    nlohmann::json settings;
+    std::vector<std::pair<std::string, std::vector<double>>> spectra;
+    std::vector<std::string> sources;
+    for (const std::string& dir : args.list("--merge", "")) {
+        const fs::path file = fs::path(dir) / "results.json";
+        nlohmann::json j;
+        try {
+            j = nlohmann::json::parse(read_file(file));
+        } catch (const nlohmann::json::exception& e) {
+            fail("merge", file.string(), " is not valid JSON: ", e.what());
+        }
+        require(j.value("format", "") == "loranull.experiment/1", "merge", file.string(),
+                " is not the output of loranull-experiment");
+        if (sources.empty()) {
+            settings = j["settings"];
+            const auto& p = j["pretrained"];
+            before = {p["text_bits_per_byte"], p["fact_accuracy"], p["task_accuracy"], p["task_answer_bits"]};
+            for (const auto& s : j["spectra"]) spectra.push_back({s["covariance"], s["eigenvalues"]});
+        } else {
+            for (const char* key : {"model", "rank", "steps", "batch", "digits", "calibration_samples"})
+                require(settings[key] == j["settings"][key], "merge", file.string(), " was run with a different ", key,
+                        " (", j["settings"][key].dump(), " against ", settings[key].dump(), ")");
+        }
+        sources.push_back(dir);
+        for (const auto& r : j["runs"]) {
+            RunResult run;
+            run.method = parse_method(r["method"]);
+            run.lr = r["lr"];
+            run.seed = r["seed"];
+            run.trainable = r["trainable"];
+            run.seconds = r["seconds"];
+            run.diverged = r.value("diverged", false);
+            auto number = [](const nlohmann::json& v) { return v.is_null() ? std::nan("") : double(v); };
+            run.after = {number(r["text_bits_per_byte"]), number(r["fact_accuracy"]), number(r["task_accuracy"]),
+                         number(r["task_answer_bits"])};
+            run.init_logit_change = r["init_logit_change"];
+            run.null_space_residual = r["null_space_residual"];
+            run.losses = r["losses"].get<std::vector<double>>();
+            for (const auto& l : r["layers"])
+                run.layers.push_back({l["layer"], l["projection"], l["output_change"], l["bound"], l["base_output"],
+                                      l["bound_applies"]});
+            runs.push_back(std::move(run));
+        }
+    }
+    settings["merged_from"] = sources;
+    const Checks checks = Checks::of(runs);
+    print_table(before, summarise(runs));
+    fs::remove_all(partial);
+    fs::create_directories(partial);
+    write_outputs(partial, settings, before, runs, checks, spectra);
+    if (fs::exists(out)) fs::remove_all(out);
+    fs::rename(partial, out);
+    std::printf("\nmerged %zu runs from %zu folders into %s/\n", runs.size(), sources.size(), out.string().c_str());
+    return checks.ok() ? 0 : 3;
+}
+
+template <class Bk>
+int run_experiment(Bk& backend, const Args& args) {
+    const fs::path model_dir = args.get("--model", LORANULL_DEFAULT_CHECKPOINT);
+    const fs::path out = args.get("--out", "results");
+    const fs::path partial = out.string() + ".partial";
+    require(!fs::exists(out) || fs::exists(out / "results.json"), "options", "--out ", out.string(),
+            " exists and does not hold an earlier run of this program: refusing to replace it");
+    const bool sweep = args.flag("--sweep");
+    const bool quiet = args.flag("--quiet");
+
+    std::vector<Method> methods;
+    for (const std::string& name : args.list("--methods", "full,lora,pissa,milora,corda,lora-null-v1,lora-null-v2"))
+        methods.push_back(parse_method(name));
+    const std::vector<double> full_rates = rates(args, "--lr-full", sweep ? "3e-4,1e-3,3e-3" : "1e-3");
+    const std::vector<double> adapter_rates = rates(args, "--lr-adapter", sweep ? "3e-3,1e-2,3e-2" : "1e-2");
+    const long seeds = args.integer("--seeds", sweep ? 3 : 1, 1, 100);
+
+    Setup setup;
+    setup.rank = args.integer("--rank", 8, 1, 1 << 20);
+    setup.schedule.steps = args.integer("--steps", 300, 1, 1'000'000);
+    setup.batch = args.integer("--batch", 32, 1, 4096);
+    setup.quiet = quiet;
+    const Index calib_samples = args.integer("--calib-samples", 256, 1, 1 << 20);
+    const int digits = static_cast<int>(args.integer("--digits", 2, 1, 3));
+
+    // --- the pre-trained model and its data -----------------------------------
+    require(fs::is_directory(model_dir), "options", "--model ", model_dir.string(),
+            " is not a folder (the shipped checkpoint is data/jargon-facts-llama; loranull-pretrain makes one)");
+    LlamaModel<Bk, float> pretrained = load_hf_checkpoint<float>(backend, model_dir);
+    require(pretrained.config.vocab_size == 256, "checkpoint", model_dir.string(), " has a vocabulary of ",
+            pretrained.config.vocab_size, "; the experiment is byte-level (256)");
+    check_rank(pretrained.config, setup.rank);
+    setup.text_seq_len = std::min<Index>(128, pretrained.config.max_seq_len);
+    setup.seq_len = std::min<Index>(64, pretrained.config.max_seq_len);
+    const std::vector<Fact> facts = read_facts(model_dir / "facts.tsv");
+    const TextCorpus corpus = TextCorpus::load(args.get("--text", default_text_path()));
+    const AdditionTask task = AdditionTask::make(digits, digits == 1 ? 20 : 500, 2025);
+
+    EvalData data;
+    data.held_out_text = held_out_text_batches(corpus, 64, setup.text_seq_len, 16);
+    data.facts = fact_items(facts);
+    data.problems = problem_items(task.held_out);
+    Rng calib_rng(233);  // the paper's calibration seed
+    std::vector<Batch> calibration;
+    for (Index done = 0; done < calib_samples; done += 16)
+        calibration.push_back(knowledge_batch(corpus, facts, std::min<Index>(16, calib_samples - done), setup.text_seq_len,
+                                              0.5, calib_rng));
+    data.init_check = knowledge_batch(corpus, facts, 4, setup.text_seq_len, 0.5, calib_rng);
+
+    std::printf("model: %s (%lld parameters, %ld blocks, dim %ld)\n", model_dir.string().c_str(),
+                static_cast<long long>(pretrained.config.parameter_count()), long(pretrained.config.n_layers),
+                long(pretrained.config.dim));
+    std::printf("knowledge: %zu held-out text bytes, %zu facts; task: %d-digit addition, %zu held-out problems\n",
+                corpus.held_out.size(), facts.size(), digits, task.held_out.size());
+    const Scores before = measure(pretrained, data, setup.text_seq_len);
+    std::printf("pre-trained: %.3f bits/byte on held-out text, %.1f%% of facts, %.1f%% of additions\n",
+                before.text_bits_per_byte, 100 * before.fact_accuracy, 100 * before.task_accuracy);
+
+    // --- calibration and null spaces (only what the methods need) --------------
+    const bool any_covariance = std::any_of(methods.begin(), methods.end(), needs_covariance);
+    const bool any_null = std::any_of(methods.begin(), methods.end(), needs_null_space);
+    const bool any_adapter = std::any_of(methods.begin(), methods.end(), uses_adapters);
+    Calibration<Bk> cal;
+    NullSpaces<Bk> spaces;
+    std::vector<std::pair<std::string, std::vector<double>>> spectra;
+    if (any_covariance || any_adapter) {
+        cal = calibrate(pretrained, calibration, setup.text_seq_len, 2048, quiet);
+        std::printf("calibration: %ld samples, %ld tokens\n", long(cal.samples), long(cal.tokens));
+        const Index last = pretrained.config.n_layers - 1;
+        const std::pair<Index, LinearInput> shown[] = {
+            {0, LinearInput::attn_in}, {last, LinearInput::attn_in}, {0, LinearInput::down_in}, {last, LinearInput::down_in}};
+        const char* input_names[] = {"attn_in", "o_in", "mlp_in", "down_in"};
+        for (const auto& [layer, input] : shown) {
+            const auto& c = *cal.covariance[static_cast<std::size_t>(layer)][static_cast<std::size_t>(input)];
+            auto eigen = backend.symmetric_eigen(c.matrix());
+            std::vector<double> values(eigen.values.rbegin(), eigen.values.rend());
+            spectra.push_back({"block" + std::to_string(layer) + "." + input_names[static_cast<int>(input)], values});
+        }
+    }
+    if (any_null) {
+        spaces = null_spaces(cal, setup.rank);
+        for (std::size_t l = 0; l < spaces.size(); ++l)
+            for (std::size_t i = 0; i < 4; ++i)
+                if (const std::string m = spaces[l][i]->rank_report.message(); !m.empty())
+                    std::printf("warning: block %zu input %zu: %s\n", l, i, m.c_str());
+    }
+
+    // --- every method, rate and seed -------------------------------------------
+    std::vector<RunResult> runs;
+    for (Method method : methods)
+        for (double lr : (method == Method::full ? full_rates : adapter_rates))
+            for (long seed = 1; seed <= seeds; ++seed) {
+                runs.push_back(run(pretrained, method, lr, static_cast<std::uint64_t>(seed), setup, cal, spaces, task, data));
+                const RunResult& r = runs.back();
+                std::printf("%-13s lr %.0e seed %ld: facts %.1f%%, text %.3f bits/byte, addition %.1f%% (%.0f s)\n",
+                            method_name(method), lr, seed, 100 * r.after.fact_accuracy, r.after.text_bits_per_byte,
+                            100 * r.after.task_accuracy, r.seconds);
+                std::fflush(stdout);
+            }
+
+    // --- outputs -----------------------------------------------------------------
+    const Checks checks = Checks::of(runs);
+    print_table(before, summarise(runs));
+    nlohmann::json settings = {{"model", model_dir.string()},
+                               {"rank", setup.rank},
+                               {"steps", setup.schedule.steps},
+                               {"batch", setup.batch},
+                               {"seq_len", setup.seq_len},
+                               {"warmup_fraction", setup.schedule.warmup_fraction},
+                               {"final_lr_fraction", setup.schedule.final_lr_fraction},
+                               {"seeds", seeds},
+                               {"calibration_samples", calib_samples},
+                               {"calibration_seq_len", setup.text_seq_len},
+                               {"digits", digits},
+                               {"held_out_problems", task.held_out.size()},
+                               {"facts", facts.size()},
+                               {"device", args.get("--device", "cpu")}};
+    fs::remove_all(partial);
+    fs::create_directories(partial);
+    write_outputs(partial, settings, before, runs, checks, spectra);
+    if (fs::exists(out)) fs::remove_all(out);
+    fs::rename(partial, out);
+    std::printf("\nwrote %s/ (runs.csv, summary.csv, layers.csv, results.json, frontier.png, losses.png, spectrum.png)\n",
+                out.string().c_str());
+    std::printf("checks: init outputs unchanged (max %.1e), LoRA-Null A0 in null space (max %.1e), v2 bound "
+                "(worst ratio %.3f), losses fell: %s\n",
+                checks.max_init_logit_change, checks.max_null_space_residual, checks.worst_v2_bound_ratio,
+                checks.ok() ? "all hold" : "FAILED");
+    for (const std::string& f : checks.failures) std::fprintf(stderr, "check failed: %s\n", f.c_str());
+    return checks.ok() ? 0 : 3;
+}
+
+
+}  // namespace experiment
