@@ -36,7 +36,8 @@ measures what each keeps of its knowledge and what it learns.
   --batch N            sequences per step (default 32; 64 bytes each)
   --lr LIST            learning rates for every method (overrides the next two)
   --lr-full LIST       rates for full fine-tuning (default 1e-3; --sweep: 3e-4,1e-3,3e-3)
-  --lr-adapter LIST    rates for the adapters (default 1e-2; --sweep: 3e-3,1e-2,3e-2)
+  --lr-adapter LIST    rates for the adapters (default 3e-3, where the methods' knowledge
+                       differs most; --sweep: 3e-3,1e-2,3e-2)
   --seeds N            seeds per (method, rate) (default 1; --sweep: 3)
   --sweep              three rates per method and three seeds (about 10x the default time)
   --calib-samples N    knowledge sequences for calibration (default 256, 128 bytes each)

@@ -45,7 +45,7 @@ inline bool plot_png(const std::filesystem::path& png, std::string script) {
 /// The terminal line every script starts with.
 inline std::string png_header(int width = 900, int height = 600) {
     return "set terminal pngcairo size " + std::to_string(width) + "," + std::to_string(height) +
-           " font 'sans,11'\nset output '@OUT@'\nset grid\nset key outside right\n";
+           " font 'sans,11' noenhanced\nset output '@OUT@'\nset grid\nset key outside right\n";
 }
 
 }  // namespace experiment
