@@ -55,7 +55,10 @@
 #include <loranull/llama/model.hpp>
 #include <loranull/loranull.hpp>
 
+#include "tool_support.hpp"
+
 using namespace loranull;
+using namespace loranull::tools;
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using MatF = CpuBackend::Matrix<float>;
@@ -117,45 +120,7 @@ section 4 bound) to stdout and OUT/report.json. Errors: one line on stderr, exit
 )";
 
 // ---------------------------------------------------------------------------
-// Errors
-
-/// A mistake on the command line (exit status 2).
-struct UsageError : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
-
-template <class... Parts>
-[[noreturn]] void tool_fail(Parts&&... parts) {
-    std::ostringstream message;
-    (message << ... << std::forward<Parts>(parts));
-    throw std::runtime_error(message.str());
-}
-
-// ---------------------------------------------------------------------------
-// Options
-
-enum class Method { lora, pissa, pissa_fast, milora, corda_kpm, corda_ipm, lora_null };
-
-struct MethodInfo {
-    std::string_view name;
-    Method method;
-    bool needs_data;
-};
-
-constexpr MethodInfo methods[] = {
-    {"lora", Method::lora, false},             {"pissa", Method::pissa, false},
-    {"pissa-fast", Method::pissa_fast, false}, {"milora", Method::milora, false},
-    {"corda-kpm", Method::corda_kpm, true},    {"corda-ipm", Method::corda_ipm, true},
-    {"lora-null", Method::lora_null, true},
-};
-
-const MethodInfo& find_method(const std::string& name) {
-    for (const auto& m : methods)
-        if (m.name == name) return m;
-    std::string list;
-    for (const auto& m : methods) list += (list.empty() ? "" : ", ") + std::string(m.name);
-    throw UsageError("unknown method '" + name + "' (expected one of: " + list + ")");
-}
+// Options (errors, the method table and number parsing: tool_support.hpp)
 
 struct Options {
     std::string model, calib, method, out;
@@ -171,28 +136,6 @@ struct Options {
     Index stop_after_blocks = -1;  // testing: exit 3 after writing this many blocks
 };
 
-template <class Int>
-Int parse_integer(const std::string& option, const std::string& text) {
-    Int value{};
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc() || end != text.data() + text.size() || text.empty())
-        throw UsageError(option + " expects an integer, got '" + text + "'");
-    return value;
-}
-
-double parse_number(const std::string& option, const std::string& text) {
-    double value = 0;
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc() || end != text.data() + text.size() || text.empty())
-        throw UsageError(option + " expects a number, got '" + text + "'");
-    return value;
-}
-
-std::string number_text(double value) {
-    char buffer[64];
-    const auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, value);
-    return ec == std::errc() ? std::string(buffer, end) : std::to_string(value);
-}
 
 Options parse(int argc, char** argv) {
     Options o;

@@ -4,12 +4,19 @@
 # calibrate, fine-tune on addition with every method, measure what each keeps
 # and learns. Results go to ./results (table, CSV, JSON, PNG plots).
 # Extra arguments go to loranull-experiment (--help lists them; --sweep runs
-# the full learning-rate x seed grid).
+# the full learning-rate x seed grid; --device cuda runs on a GPU).
+#
+# Its own build folder (build-demo) holds only what the experiment needs; the
+# CUDA half is compiled only when --device cuda is asked for (nvcc takes
+# minutes over it, and a CPU run does not use it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
-cmake --build build --target loranull-experiment -j "$(nproc)"
+cuda=OFF
+for arg in "$@"; do [ "$arg" = cuda ] && cuda=ON; done
+cmake -S . -B build-demo -G Ninja -DCMAKE_BUILD_TYPE=Release -DLORANULL_CUDA=$cuda \
+      -DLORANULL_BUILD_TESTS=OFF -DLORANULL_BUILD_BENCHMARKS=OFF -DLORANULL_BUILD_EXAMPLES=ON
+cmake --build build-demo --target loranull-experiment -j "$(nproc)"
 # Eigen's OpenMP threads spin between products unless told to wait passively.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
-./build/examples/loranull-experiment "$@"
+./build-demo/examples/loranull-experiment "$@"
