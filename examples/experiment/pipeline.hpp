@@ -68,12 +68,34 @@ inline std::vector<Fact> read_facts(const fs::path& path) {
     return facts;
 }
 
+/// --out may be new or hold an earlier output of this program (replaced);
+/// anything else is refused before any work.
+inline void check_output_folder(const fs::path& out) {
+    require(!fs::exists(out) || fs::exists(out / "results.json"), "options", "--out ", out.string(),
+            " exists and does not hold an earlier run of this program: refusing to replace it");
+}
+
+/// Checks the invariants, prints the table, writes every output into
+/// out.partial and renames it to out (replacing an earlier run) only when
+/// complete.
+inline Checks publish(const fs::path& out, const nlohmann::json& settings, const Scores& before,
+                      const std::vector<RunResult>& runs,
+                      const std::vector<std::pair<std::string, std::vector<double>>>& spectra) {
+    const Checks checks = Checks::of(runs);
+    print_table(before, summarise(runs));
+    const fs::path partial = out.string() + ".partial";
+    fs::remove_all(partial);
+    fs::create_directories(partial);
+    write_outputs(partial, settings, before, runs, checks, spectra);
+    if (fs::exists(out)) fs::remove_all(out);
+    fs::rename(partial, out);
+    return checks;
+}
+
 /// The runs, pre-trained scores, settings and spectra of earlier outputs.
 inline int merge_outputs(const Args& args) {
     const fs::path out = args.get("--out", "results");
-    const fs::path partial = out.string() + ".partial";
-    require(!fs::exists(out) || fs::exists(out / "results.json"), "options", "--out ", out.string(),
-            " exists and does not hold an earlier run of this program: refusing to replace it");
+    check_output_folder(out);
     std::vector<RunResult> runs;
     Scores before;
     nlohmann::json settings;
@@ -121,13 +143,7 @@ inline int merge_outputs(const Args& args) {
         }
     }
     settings["merged_from"] = sources;
-    const Checks checks = Checks::of(runs);
-    print_table(before, summarise(runs));
-    fs::remove_all(partial);
-    fs::create_directories(partial);
-    write_outputs(partial, settings, before, runs, checks, spectra);
-    if (fs::exists(out)) fs::remove_all(out);
-    fs::rename(partial, out);
+    const Checks checks = publish(out, settings, before, runs, spectra);
     std::printf("\nmerged %zu runs from %zu folders into %s/\n", runs.size(), sources.size(), out.string().c_str());
     print_checks(checks);
     return checks.ok() ? 0 : 3;
@@ -137,9 +153,7 @@ template <class Bk>
 int run_experiment(Bk& backend, const Args& args) {
     const fs::path model_dir = args.get("--model", LORANULL_DEFAULT_CHECKPOINT);
     const fs::path out = args.get("--out", "results");
-    const fs::path partial = out.string() + ".partial";
-    require(!fs::exists(out) || fs::exists(out / "results.json"), "options", "--out ", out.string(),
-            " exists and does not hold an earlier run of this program: refusing to replace it");
+    check_output_folder(out);
     const bool sweep = args.flag("--sweep");
     const bool quiet = args.flag("--quiet");
 
@@ -232,8 +246,6 @@ int run_experiment(Bk& backend, const Args& args) {
             }
 
     // --- outputs -----------------------------------------------------------------
-    const Checks checks = Checks::of(runs);
-    print_table(before, summarise(runs));
     nlohmann::json settings = {{"model", model_dir.string()},
                                {"rank", setup.rank},
                                {"steps", setup.schedule.steps},
@@ -248,16 +260,11 @@ int run_experiment(Bk& backend, const Args& args) {
                                {"held_out_problems", task.held_out.size()},
                                {"facts", facts.size()},
                                {"device", args.get("--device", "cpu")}};
-    fs::remove_all(partial);
-    fs::create_directories(partial);
-    write_outputs(partial, settings, before, runs, checks, spectra);
-    if (fs::exists(out)) fs::remove_all(out);
-    fs::rename(partial, out);
+    const Checks checks = publish(out, settings, before, runs, spectra);
     std::printf("\nwrote %s/ (runs.csv, summary.csv, layers.csv, results.json, frontier.png, losses.png, spectrum.png)\n",
                 out.string().c_str());
     print_checks(checks);
     return checks.ok() ? 0 : 3;
 }
-
 
 }  // namespace experiment
