@@ -59,7 +59,6 @@ inline Method parse_method(const std::string& name) {
 /// Whether the method replaces the projections by W_res + s B A.
 inline bool uses_adapters(Method m) { return m != Method::full; }
 inline bool needs_null_space(Method m) { return m == Method::lora_null_v1 || m == Method::lora_null_v2; }
-inline bool needs_covariance(Method m) { return needs_null_space(m) || m == Method::corda; }
 
 /// One covariance per block and distinct linear input (SPEC.md section 1),
 /// plus the first `probe_tokens` activations of each, kept to measure the
