@@ -14,6 +14,7 @@
 
 #include "loranull/backend/backend.hpp"
 #include "loranull/core/error.hpp"
+#include "loranull/core/types.hpp"
 
 namespace loranull {
 
@@ -45,33 +46,116 @@ struct AttentionShape {
     Index seq_len = 1;
 };
 
-template <class B, class T>
-concept NnBackendFor = BackendFor<B, T> && requires(B& b, matrix_t<B, T>& out, const matrix_t<B, T>& a,
+template <class Bk, class T>
+concept NnBackendFor = BackendFor<Bk, T> && requires(Bk& b, matrix_t<Bk, T>& out, const matrix_t<Bk, T>& a,
                                                     const std::vector<std::int32_t>& tokens, const AttentionShape& shape,
                                                     T eps, double x, long step, Index i) {
     // X(:, t) = table(:, tokens[t]) and its scatter-add backward.
-    { b.embedding_forward(a, tokens) } -> std::same_as<matrix_t<B, T>>;
+    { b.embedding_forward(a, tokens) } -> std::same_as<matrix_t<Bk, T>>;
     b.embedding_backward(out, a, tokens);
     // y = x rstd g, rstd = 1 / sqrt(mean(x^2) + eps) saved; backward returns dx, accumulates dg.
-    { b.rmsnorm_forward(a, a, eps, out) } -> std::same_as<matrix_t<B, T>>;
-    { b.rmsnorm_backward(a, a, a, a, out) } -> std::same_as<matrix_t<B, T>>;
+    { b.rmsnorm_forward(a, a, eps, out) } -> std::same_as<matrix_t<Bk, T>>;
+    { b.rmsnorm_backward(a, a, a, a, out) } -> std::same_as<matrix_t<Bk, T>>;
     // Rotary embedding in place (HF rotate-half); direction -1 is its backward.
     b.rope(out, i, i, i, x, 1);
     // Causal grouped-query attention; probabilities saved for the backward.
-    { b.attention_forward(a, a, a, shape, out) } -> std::same_as<matrix_t<B, T>>;
+    { b.attention_forward(a, a, a, shape, out) } -> std::same_as<matrix_t<Bk, T>>;
     b.attention_backward(a, a, a, a, a, shape, out, out, out);
     // h = silu(gate) * up and its backward.
-    { b.swiglu_forward(a, a) } -> std::same_as<matrix_t<B, T>>;
+    { b.swiglu_forward(a, a) } -> std::same_as<matrix_t<Bk, T>>;
     b.swiglu_backward(a, a, a, out, out);
     // Mean softmax cross-entropy over the scored targets (probabilities saved)
     // and dlogits; a target equal to ignore_target is not scored (0 gradient).
     { b.cross_entropy_forward(a, tokens, out) } -> std::convertible_to<double>;
-    { b.cross_entropy_backward(a, tokens) } -> std::same_as<matrix_t<B, T>>;
+    { b.cross_entropy_backward(a, tokens) } -> std::same_as<matrix_t<Bk, T>>;
     // One AdamW step (decoupled weight decay) on one parameter.
     b.adamw_update(out, a, out, out, x, x, x, x, x, step);
 };
 
-template <class B>
-concept NnBackend = NnBackendFor<B, float> && NnBackendFor<B, double>;
+template <class Bk>
+concept NnBackend = NnBackendFor<Bk, float> && NnBackendFor<Bk, double>;
+
+// --- argument checks shared by every backend -----------------------------------
+//
+// One statement of each kernel's shape contract, so that the same mistake reads
+// the same on every backend. `where` names the backend's entry ("embedding_forward"
+// on the CPU, "CudaBackend::embedding_forward" on the GPU, as their messages
+// always did); M is any matrix type with rows() and cols().
+
+/// Every token id in [0, vocab): the first offender is named with its position.
+inline void check_token_ids(const std::vector<std::int32_t>& tokens, Index vocab, const char* where) {
+    for (std::size_t t = 0; t < tokens.size(); ++t)
+        require(tokens[t] >= 0 && tokens[t] < vocab, where, "token id ", tokens[t], " at position ", t,
+                " is outside the vocabulary of ", vocab);
+}
+
+/// The embedding backward: dX (d x T) for T tokens into d_table (d x vocab).
+template <class M>
+void check_embedding_backward(const M& d_table, const M& dx, const std::vector<std::int32_t>& tokens,
+                              const char* where) {
+    require(dx.cols() == static_cast<Index>(tokens.size()) && dx.rows() == d_table.rows(), where, "dX is ",
+            shape_string(dx.rows(), dx.cols()), " for ", tokens.size(), " tokens");
+}
+
+/// RMSNorm's gain is d x 1 for a d x T input.
+template <class M>
+void check_rmsnorm_gain(const M& x, const M& gain, const char* where) {
+    require(gain.rows() == x.rows() && gain.cols() == 1, where, "gain is ", shape_string(gain.rows(), gain.cols()),
+            ", expected ", x.rows(), " x 1");
+}
+
+/// RoPE on x ((heads hd) x T): hd even, T a multiple of seq_len. A backend
+/// whose kernels index by hd / 2 and by head (the GPU's) also needs
+/// heads >= 1 and hd >= 2 (`nonempty_heads`); the CPU's loops accept empty
+/// heads, and keep doing so.
+template <class M>
+void check_rope(const M& x, Index heads, Index head_dim, Index seq_len, const char* where,
+                bool nonempty_heads = false) {
+    require((!nonempty_heads || (heads >= 1 && head_dim >= 2)) && x.rows() == heads * head_dim &&
+                head_dim % 2 == 0 && seq_len > 0 && x.cols() % seq_len == 0,
+            where, "x is ", shape_string(x.rows(), x.cols()), " for ", heads, " heads of ", head_dim,
+            " (even) and sequences of ", seq_len);
+}
+
+/// Attention: q (heads hd) x T, k and v (kv_heads hd) x T, heads a multiple of
+/// kv_heads, T a multiple of seq_len.
+template <class M>
+void check_attention(const M& q, const M& k, const M& v, const AttentionShape& a, const char* where) {
+    require(a.heads >= 1 && a.kv_heads >= 1 && a.heads % a.kv_heads == 0 && a.head_dim >= 1 && a.seq_len >= 1, where,
+            "heads ", a.heads, " not a multiple of kv heads ", a.kv_heads);
+    require(q.rows() == a.heads * a.head_dim && k.rows() == a.kv_heads * a.head_dim && v.rows() == k.rows() &&
+                k.cols() == q.cols() && v.cols() == q.cols() && q.cols() % a.seq_len == 0,
+            where, "q is ", shape_string(q.rows(), q.cols()), ", k ", shape_string(k.rows(), k.cols()), ", v ",
+            shape_string(v.rows(), v.cols()), " for ", a.heads, "/", a.kv_heads, " heads of ", a.head_dim,
+            " and sequences of ", a.seq_len);
+}
+
+/// SwiGLU's gate and up have one shape.
+template <class M>
+void check_swiglu(const M& gate, const M& up, const char* where) {
+    require(gate.rows() == up.rows() && gate.cols() == up.cols(), where, "gate is ",
+            shape_string(gate.rows(), gate.cols()), ", up is ", shape_string(up.rows(), up.cols()));
+}
+
+/// Cross-entropy: one column of `scores` (logits or probs, V x T) per target,
+/// T >= 1. `what` is "logits" or "probs". A backend that cannot reduce over an
+/// empty vocabulary (the GPU's) also needs V >= 1 (`nonempty_vocab`); on the CPU
+/// scored_targets rejects every target of an empty vocabulary instead.
+template <class M>
+void check_cross_entropy(const M& scores, const std::vector<std::int32_t>& targets, const char* what,
+                         const char* where, bool nonempty_vocab = false) {
+    require(scores.cols() == static_cast<Index>(targets.size()) && scores.cols() > 0 &&
+                (!nonempty_vocab || scores.rows() > 0),
+            where, what, " are ", shape_string(scores.rows(), scores.cols()), " for ", targets.size(), " targets");
+}
+
+/// AdamW: grad, m and v match the parameter.
+template <class M>
+void check_adamw(const M& param, const M& grad, const M& m, const M& v, const char* where) {
+    require(grad.rows() == param.rows() && grad.cols() == param.cols() && m.size() == param.size() &&
+                v.size() == param.size(),
+            where, "param is ", shape_string(param.rows(), param.cols()), ", grad is ",
+            shape_string(grad.rows(), grad.cols()));
+}
 
 }  // namespace loranull

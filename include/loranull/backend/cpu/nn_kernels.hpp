@@ -35,20 +35,16 @@ public:
     /// X(:, t) = table(:, tokens[t]); table is d x vocab.
     template <Real T>
     Mat<T> embedding_forward(const Mat<T>& table, const std::vector<std::int32_t>& tokens) const {
+        check_token_ids(tokens, table.cols(), "embedding_forward");
         Mat<T> x(table.rows(), static_cast<Index>(tokens.size()));
-        for (std::size_t t = 0; t < tokens.size(); ++t) {
-            require(tokens[t] >= 0 && tokens[t] < table.cols(), "embedding_forward", "token id ", tokens[t],
-                    " at position ", t, " is outside the vocabulary of ", table.cols());
-            x.col(static_cast<Index>(t)) = table.col(tokens[t]);
-        }
+        for (std::size_t t = 0; t < tokens.size(); ++t) x.col(static_cast<Index>(t)) = table.col(tokens[t]);
         return x;
     }
 
     /// d_table(:, tokens[t]) += dX(:, t).
     template <Real T>
     void embedding_backward(Mat<T>& d_table, const Mat<T>& dx, const std::vector<std::int32_t>& tokens) const {
-        require(dx.cols() == static_cast<Index>(tokens.size()) && dx.rows() == d_table.rows(), "embedding_backward",
-                "dX is ", shape_string(dx.rows(), dx.cols()), " for ", tokens.size(), " tokens");
+        check_embedding_backward(d_table, dx, tokens, "embedding_backward");
         for (std::size_t t = 0; t < tokens.size(); ++t) d_table.col(tokens[t]) += dx.col(static_cast<Index>(t));
     }
 
@@ -57,8 +53,7 @@ public:
     /// y = x * rstd * g per column, rstd = 1 / sqrt(mean(x^2) + eps); rstd (1 x T) saved.
     template <Real T>
     Mat<T> rmsnorm_forward(const Mat<T>& x, const Mat<T>& gain, T eps, Mat<T>& rstd) const {
-        require(gain.rows() == x.rows() && gain.cols() == 1, "rmsnorm_forward", "gain is ",
-                shape_string(gain.rows(), gain.cols()), ", expected ", x.rows(), " x 1");
+        check_rmsnorm_gain(x, gain, "rmsnorm_forward");
         rstd.resize(1, x.cols());
         Mat<T> y(x.rows(), x.cols());
         for (Index t = 0; t < x.cols(); ++t) {
@@ -91,9 +86,7 @@ public:
     ///   f_i = theta^(-2i / hd). direction = -1 applies the inverse rotation (the backward).
     template <Real T>
     void rope(Mat<T>& x, Index heads, Index head_dim, Index seq_len, double theta, int direction = 1) const {
-        require(x.rows() == heads * head_dim && head_dim % 2 == 0 && seq_len > 0 && x.cols() % seq_len == 0, "rope",
-                "x is ", shape_string(x.rows(), x.cols()), " for ", heads, " heads of ", head_dim,
-                " (even) and sequences of ", seq_len);
+        check_rope(x, heads, head_dim, seq_len, "rope");
         const Index half = head_dim / 2;
         // cos/sin of every (position, frequency) once, in double: seq_len x half each.
         Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic> cosines(half, seq_len), sines(half, seq_len);
@@ -187,8 +180,7 @@ public:
     /// h = silu(g) * u, silu(g) = g / (1 + exp(-g)).
     template <Real T>
     Mat<T> swiglu_forward(const Mat<T>& gate, const Mat<T>& up) const {
-        require(gate.rows() == up.rows() && gate.cols() == up.cols(), "swiglu_forward", "gate is ",
-                shape_string(gate.rows(), gate.cols()), ", up is ", shape_string(up.rows(), up.cols()));
+        check_swiglu(gate, up, "swiglu_forward");
         return (gate.array() / (T(1) + (-gate.array()).exp()) * up.array()).matrix();
     }
 
@@ -208,8 +200,7 @@ public:
     /// least one target must be scored.
     template <Real T>
     double cross_entropy_forward(const Mat<T>& logits, const std::vector<std::int32_t>& targets, Mat<T>& probs) const {
-        require(logits.cols() == static_cast<Index>(targets.size()) && logits.cols() > 0, "cross_entropy_forward",
-                "logits are ", shape_string(logits.rows(), logits.cols()), " for ", targets.size(), " targets");
+        check_cross_entropy(logits, targets, "logits", "cross_entropy_forward");
         const Index scored = scored_targets(targets, logits.rows(), "cross_entropy_forward");
         probs.resize(logits.rows(), logits.cols());
         double loss = 0;
@@ -228,8 +219,7 @@ public:
     /// ignored columns.
     template <Real T>
     Mat<T> cross_entropy_backward(const Mat<T>& probs, const std::vector<std::int32_t>& targets) const {
-        require(probs.cols() == static_cast<Index>(targets.size()) && probs.cols() > 0, "cross_entropy_backward",
-                "probs are ", shape_string(probs.rows(), probs.cols()), " for ", targets.size(), " targets");
+        check_cross_entropy(probs, targets, "probs", "cross_entropy_backward");
         const T scored = T(scored_targets(targets, probs.rows(), "cross_entropy_backward"));
         Mat<T> d = probs / scored;
         for (Index t = 0; t < probs.cols(); ++t) {
@@ -249,27 +239,12 @@ public:
     template <Real T>
     void adamw_update(Mat<T>& param, const Mat<T>& grad, Mat<T>& m, Mat<T>& v, double lr, double beta1, double beta2,
                       double eps, double weight_decay, long step) const {
-        require(grad.rows() == param.rows() && grad.cols() == param.cols() && m.size() == param.size() &&
-                    v.size() == param.size(),
-                "adamw_update", "param is ", shape_string(param.rows(), param.cols()), ", grad is ",
-                shape_string(grad.rows(), grad.cols()));
+        check_adamw(param, grad, m, v, "adamw_update");
         const double c1 = 1 - std::pow(beta1, double(step)), c2 = 1 - std::pow(beta2, double(step));
         m = T(beta1) * m + T(1 - beta1) * grad;
         v = T(beta2) * v + T(1 - beta2) * grad.cwiseProduct(grad);
         param.array() -= T(lr) * ((m.array() / T(c1)) / ((v.array() / T(c2)).sqrt() + T(eps)) +
                                   T(weight_decay) * param.array());
-    }
-
-private:
-    template <class M>
-    static void check_attention(const M& q, const M& k, const M& v, const AttentionShape& a, const char* where) {
-        require(a.heads >= 1 && a.kv_heads >= 1 && a.heads % a.kv_heads == 0 && a.head_dim >= 1 && a.seq_len >= 1,
-                where, "heads ", a.heads, " not a multiple of kv heads ", a.kv_heads);
-        require(q.rows() == a.heads * a.head_dim && k.rows() == a.kv_heads * a.head_dim && v.rows() == k.rows() &&
-                    k.cols() == q.cols() && v.cols() == q.cols() && q.cols() % a.seq_len == 0,
-                where, "q is ", shape_string(q.rows(), q.cols()), ", k ", shape_string(k.rows(), k.cols()), ", v ",
-                shape_string(v.rows(), v.cols()), " for ", a.heads, "/", a.kv_heads, " heads of ", a.head_dim,
-                " and sequences of ", a.seq_len);
     }
 };
 
