@@ -1,11 +1,13 @@
 #pragma once
 // Index type, transposition flags and the scalar traits the library uses.
 
+#include <charconv>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <type_traits>
 
 namespace loranull {
@@ -31,6 +33,14 @@ constexpr std::string_view scalar_name() {
 /// "A x B" for messages.
 inline std::string shape_string(Index rows, Index cols) {
     return std::to_string(rows) + " x " + std::to_string(cols);
+}
+
+/// The shortest text that reads back as the same double ("0.25", "1e-05"):
+/// numbers in file metadata and messages.
+inline std::string number_text(double value) {
+    char buffer[64];
+    const auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, value);
+    return ec == std::errc() ? std::string(buffer, end) : std::to_string(value);
 }
 
 }  // namespace loranull

@@ -28,6 +28,7 @@
 
 #include "loranull/core/error.hpp"
 #include "loranull/io/safetensors.hpp"
+#include "loranull/llama/calibration.hpp"
 #include "loranull/llama/config.hpp"
 #include "loranull/llama/model.hpp"
 
@@ -117,13 +118,7 @@ void save_hf_checkpoint(const LlamaModel<Bk, T>& model, const std::filesystem::p
     writer.write(dir / "model.safetensors");
     const std::string dtype_name = dtype == io::Dtype::BF16 ? "bfloat16" : dtype == io::Dtype::F16 ? "float16"
                                    : dtype == io::Dtype::F64 ? "float64" : "float32";
-    const auto tmp = dir / "config.json.tmp";
-    {
-        std::ofstream out(tmp);
-        out << detail::config_to_json(model.config, dtype_name).dump(2) << "\n";
-        require(bool(out), "save_hf_checkpoint", "cannot write ", tmp.string());
-    }
-    std::filesystem::rename(tmp, dir / "config.json");
+    io::write_text_atomically(dir / "config.json", detail::config_to_json(model.config, dtype_name).dump(2) + "\n");
 }
 
 /// An HF LLaMA checkpoint folder opened for reading tensor by tensor: config.json
@@ -252,17 +247,7 @@ public:
     }
 
     /// {out, in} of a projection in this config.
-    std::array<Index, 2> projection_shape(ProjectionKind kind) const {
-        const LlamaConfig& c = config_;
-        const Index d = c.dim, kv = c.n_kv_heads * c.head_dim(), h = c.hidden_dim;
-        switch (kind) {
-            case ProjectionKind::q: case ProjectionKind::o: return {d, d};
-            case ProjectionKind::k: case ProjectionKind::v: return {kv, d};
-            case ProjectionKind::gate: case ProjectionKind::up: return {h, d};
-            case ProjectionKind::down: return {d, h};
-        }
-        return {0, 0};
-    }
+    std::array<Index, 2> projection_shape(ProjectionKind kind) const { return loranull::projection_shape(config_, kind); }
 
     /// Checks every expected tensor (file present, tensor present, shape,
     /// floating-point dtype) from the headers alone, reading no data: a bad

@@ -74,11 +74,59 @@
 #include "loranull/backend/backend.hpp"
 #include "loranull/core/error.hpp"
 #include "loranull/core/host_matrix.hpp"
+#include "loranull/io/atomic_file.hpp"
 #include "loranull/io/dtype.hpp"
 #include "loranull/io/safetensors.hpp"
 #include "loranull/lora/lora_linear.hpp"
 
 namespace loranull::io {
+
+namespace detail {
+
+/// A JSON number that stays an integer when the value is one (PEFT types r
+/// and lora_alpha as int; a float alpha works too).
+inline nlohmann::json json_number(double value) {
+    if (std::nearbyint(value) == value && std::abs(value) < 9.0e15) return static_cast<std::int64_t>(value);
+    return value;
+}
+
+}  // namespace detail
+
+/// The fields of adapter_config.json that vary; the rest are PEFT's defaults.
+struct PeftAdapterConfig {
+    Index r = 0;
+    double lora_alpha = 0;
+    std::vector<std::string> target_modules;  // last path components, sorted
+    std::string base_model_name_or_path;
+    std::string task_type = "CAUSAL_LM";
+    nlohmann::json rank_pattern = nlohmann::json::object();   // module key -> r
+    nlohmann::json alpha_pattern = nlohmann::json::object();  // module key -> lora_alpha
+};
+
+/// adapter_config.json (the fields listed at the top of this file, in PEFT's
+/// order): the one place it is written, for PeftExporter and the block-streamed
+/// builder (pipeline/) alike.
+inline nlohmann::json peft_adapter_config(const PeftAdapterConfig& c) {
+    nlohmann::json config = nlohmann::json::object();
+    config["peft_type"] = "LORA";
+    config["task_type"] = c.task_type;
+    config["base_model_name_or_path"] = c.base_model_name_or_path;
+    config["revision"] = nullptr;
+    config["inference_mode"] = true;
+    config["r"] = c.r;
+    config["lora_alpha"] = detail::json_number(c.lora_alpha);
+    config["lora_dropout"] = 0.0;
+    config["target_modules"] = c.target_modules;
+    config["bias"] = "none";
+    config["fan_in_fan_out"] = false;
+    config["modules_to_save"] = nullptr;
+    config["init_lora_weights"] = true;
+    config["layers_to_transform"] = nullptr;
+    config["layers_pattern"] = nullptr;
+    config["rank_pattern"] = c.rank_pattern;
+    config["alpha_pattern"] = c.alpha_pattern;
+    return config;
+}
 
 enum class PeftMode {
     residual,  // current (A, B), lora_alpha = s r, plus the residual base weights to load
@@ -225,7 +273,7 @@ public:
         report.files.push_back(adapter_path);
 
         const auto config_path = directory / "adapter_config.json";
-        write_text(config_path, config_json(report).dump(2) + "\n");
+        write_text_atomically(config_path, config_json(report).dump(2) + "\n");
         report.files.push_back(config_path);
         return report;
     }
@@ -241,38 +289,14 @@ public:
     }
 
 private:
-    /// A JSON number that stays an integer when the value is one (PEFT types
-    /// r and lora_alpha as int; a float alpha works too).
-    static nlohmann::json number(double value) {
-        if (std::nearbyint(value) == value && std::abs(value) < 9.0e15) return static_cast<std::int64_t>(value);
-        return value;
-    }
-
     nlohmann::json config_json(const PeftExportReport& report) const {
         nlohmann::json rank_pattern = nlohmann::json::object(), alpha_pattern = nlohmann::json::object();
         for (const auto& m : modules_) {
             if (m.rank != report.r) rank_pattern[pattern_key(m.module)] = m.rank;
-            if (m.lora_alpha != report.lora_alpha) alpha_pattern[pattern_key(m.module)] = number(m.lora_alpha);
+            if (m.lora_alpha != report.lora_alpha) alpha_pattern[pattern_key(m.module)] = detail::json_number(m.lora_alpha);
         }
-        nlohmann::json config = nlohmann::json::object();
-        config["peft_type"] = "LORA";
-        config["task_type"] = options_.task_type;
-        config["base_model_name_or_path"] = options_.base_model_name_or_path;
-        config["revision"] = nullptr;
-        config["inference_mode"] = true;
-        config["r"] = report.r;
-        config["lora_alpha"] = number(report.lora_alpha);
-        config["lora_dropout"] = 0.0;
-        config["target_modules"] = report.target_modules;
-        config["bias"] = "none";
-        config["fan_in_fan_out"] = false;
-        config["modules_to_save"] = nullptr;
-        config["init_lora_weights"] = true;
-        config["layers_to_transform"] = nullptr;
-        config["layers_pattern"] = nullptr;
-        config["rank_pattern"] = rank_pattern;
-        config["alpha_pattern"] = alpha_pattern;
-        return config;
+        return peft_adapter_config({report.r, report.lora_alpha, report.target_modules,
+                                    options_.base_model_name_or_path, options_.task_type, rank_pattern, alpha_pattern});
     }
 
     /// The rank_pattern / alpha_pattern key of a module: its path without the
@@ -384,21 +408,6 @@ private:
         report.lora_alpha = double(report.rank);  // scaling 1: the scale is folded into up
         modules_.push_back(std::move(report));
         adapter_.set_metadata("loranull.methods", methods());
-    }
-
-    static void write_text(const std::filesystem::path& path, const std::string& text) {
-        const char* where = "io::PeftExporter::write";
-        const std::filesystem::path tmp = path.string() + ".tmp";
-        {
-            std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-            require(bool(out), where, "cannot create ", tmp.string());
-            out << text;
-            out.flush();
-            require(bool(out), where, "writing ", tmp.string(), " failed");
-        }
-        std::error_code ec;
-        std::filesystem::rename(tmp, path, ec);
-        require(!ec, where, "cannot rename ", tmp.string(), " to ", path.string(), ": ", ec.message());
     }
 
     Bk* backend_;  // not owned

@@ -1,5 +1,6 @@
 #pragma once
-// Safetensors files: reading and writing, header-only.
+// Safetensors files: the reader (the writers are in safetensors_writer.hpp,
+// included here).
 //
 // The format: an 8-byte little-endian header length N, N bytes of JSON
 //   {"__metadata__": {"key": "value", ...},
@@ -29,6 +30,7 @@
 #include "loranull/core/error.hpp"
 #include "loranull/core/host_matrix.hpp"
 #include "loranull/io/dtype.hpp"
+#include "loranull/io/safetensors_writer.hpp"
 
 namespace loranull::io {
 
@@ -160,6 +162,25 @@ public:
         return out;
     }
 
+    /// Tensor `name`'s bytes, verbatim (row-major, little-endian), streamed
+    /// to `out` in chunks of at most 4 MiB: copying a tensor between files
+    /// never holds it in memory.
+    void copy_tensor(const std::string& name, std::ostream& out) const {
+        const char* where = "io::SafetensorsReader::copy_tensor";
+        const TensorInfo& t = info(name);
+        std::ifstream in(path_, std::ios::binary);
+        in.seekg(static_cast<std::streamoff>(data_start_ + t.begin));
+        std::vector<char> buffer(std::min<std::uint64_t>(t.end - t.begin, std::uint64_t(1) << 22));
+        for (std::uint64_t left = t.end - t.begin; left > 0;) {
+            const auto n = static_cast<std::streamsize>(std::min<std::uint64_t>(left, buffer.size()));
+            in.read(buffer.data(), n);
+            require(in.gcount() == n, where, "could not read tensor '", name, "' from ", path_.string(),
+                    " (file changed since it was opened?)");
+            out.write(buffer.data(), n);
+            left -= static_cast<std::uint64_t>(n);
+        }
+    }
+
 private:
     template <class Int>
     static Int load_le(const unsigned char* p) {
@@ -249,113 +270,6 @@ private:
     std::uint64_t data_start_ = 0;
     std::map<std::string, std::string> metadata_;
     std::map<std::string, TensorInfo> tensors_;
-};
-
-/// Collects tensors, then writes them in one go (to PATH.tmp, renamed to PATH
-/// when complete, so a reader never sees half a file).
-class SafetensorsWriter {
-public:
-    /// A matrix as a 2-D tensor [rows, cols], stored as `dtype` (F32, F64, F16
-    /// or BF16; F16/BF16 round to nearest even).
-    template <Real T>
-    void add(const std::string& name, const HostMatrix<T>& m, Dtype dtype) {
-        require(is_floating(dtype), "io::SafetensorsWriter::add", "cannot store '", name, "' as ", dtype_name(dtype));
-        Entry& e = new_entry(name, dtype, {m.rows(), m.cols()});
-        e.bytes.resize(static_cast<std::size_t>(m.size()) * dtype_size(dtype));
-        std::size_t k = 0;
-        for (Index i = 0; i < m.rows(); ++i)
-            for (Index j = 0; j < m.cols(); ++j) store_float(e.bytes.data(), k++, m(i, j), dtype);
-    }
-
-    /// A matrix stored in its own precision (F32 for float, F64 for double).
-    template <Real T>
-    void add(const std::string& name, const HostMatrix<T>& m) {
-        add(name, m, std::is_same_v<T, float> ? Dtype::F32 : Dtype::F64);
-    }
-
-    /// Integers as I64 (or I32) with the given shape (row-major).
-    void add_integers(const std::string& name, const std::vector<std::int64_t>& values,
-                      std::vector<std::int64_t> shape, Dtype dtype = Dtype::I64) {
-        require(dtype == Dtype::I64 || dtype == Dtype::I32, "io::SafetensorsWriter::add_integers",
-                "dtype must be I32 or I64");
-        std::int64_t count = 1;
-        for (auto d : shape) count *= d;
-        require(count == static_cast<std::int64_t>(values.size()), "io::SafetensorsWriter::add_integers",
-                "shape holds ", count, " values, got ", values.size());
-        Entry& e = new_entry(name, dtype, std::move(shape));
-        const std::size_t size = dtype_size(dtype);
-        e.bytes.resize(values.size() * size);
-        for (std::size_t k = 0; k < values.size(); ++k) {
-            auto v = static_cast<std::uint64_t>(values[k]);
-            for (std::size_t b = 0; b < size; ++b) e.bytes[k * size + b] = static_cast<unsigned char>(v >> (8 * b));
-        }
-    }
-
-    void set_metadata(const std::string& key, const std::string& value) { metadata_[key] = value; }
-
-    void write(const std::filesystem::path& path) const {
-        nlohmann::json header = nlohmann::json::object();
-        if (!metadata_.empty()) header["__metadata__"] = metadata_;
-        std::uint64_t offset = 0;
-        for (const auto& e : entries_) {
-            header[e.name] = {{"dtype", dtype_name(e.dtype)},
-                              {"shape", e.shape},
-                              {"data_offsets", {offset, offset + e.bytes.size()}}};
-            offset += e.bytes.size();
-        }
-        std::string text = header.dump();
-        text.append((8 - text.size() % 8) % 8, ' ');  // align the data section to 8 bytes
-
-        const std::filesystem::path tmp = path.string() + ".tmp";
-        {
-            std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-            require(bool(out), "io::SafetensorsWriter::write", "cannot create ", tmp.string());
-            unsigned char length[8];
-            for (int i = 0; i < 8; ++i) length[i] = static_cast<unsigned char>(std::uint64_t(text.size()) >> (8 * i));
-            out.write(reinterpret_cast<const char*>(length), 8);
-            out.write(text.data(), static_cast<std::streamsize>(text.size()));
-            for (const auto& e : entries_)
-                out.write(reinterpret_cast<const char*>(e.bytes.data()), static_cast<std::streamsize>(e.bytes.size()));
-            out.flush();
-            require(bool(out), "io::SafetensorsWriter::write", "writing ", tmp.string(), " failed");
-        }
-        std::error_code ec;
-        std::filesystem::rename(tmp, path, ec);
-        require(!ec, "io::SafetensorsWriter::write", "cannot rename ", tmp.string(), " to ", path.string(), ": ",
-                ec.message());
-    }
-
-private:
-    struct Entry {
-        std::string name;
-        Dtype dtype;
-        std::vector<std::int64_t> shape;
-        std::vector<unsigned char> bytes;  // little-endian, row-major
-    };
-
-    Entry& new_entry(const std::string& name, Dtype dtype, std::vector<std::int64_t> shape) {
-        require(!name.empty() && name != "__metadata__", "io::SafetensorsWriter", "invalid tensor name '", name, "'");
-        for (const auto& e : entries_)
-            require(e.name != name, "io::SafetensorsWriter", "tensor '", name, "' added twice");
-        entries_.push_back({name, dtype, std::move(shape), {}});
-        return entries_.back();
-    }
-
-    static void store_float(unsigned char* bytes, std::size_t k, double value, Dtype dtype) {
-        auto put = [&](std::uint64_t bits, std::size_t size) {
-            for (std::size_t b = 0; b < size; ++b) bytes[k * size + b] = static_cast<unsigned char>(bits >> (8 * b));
-        };
-        switch (dtype) {
-            case Dtype::F64: put(std::bit_cast<std::uint64_t>(value), 8); break;
-            case Dtype::F32: put(std::bit_cast<std::uint32_t>(static_cast<float>(value)), 4); break;
-            case Dtype::F16: put(float_to_f16(static_cast<float>(value)), 2); break;
-            case Dtype::BF16: put(float_to_bf16(static_cast<float>(value)), 2); break;
-            default: break;
-        }
-    }
-
-    std::map<std::string, std::string> metadata_;
-    std::vector<Entry> entries_;  // in the order added; data written in that order
 };
 
 }  // namespace loranull::io

@@ -15,7 +15,12 @@
 // For LoRA-Null A0's rows lie in span(U_null), so ||A0 X|| is tiny and B may
 // move freely. For v1 (A trains) the bound holds at initialisation only, and
 // bound_applies says so.
+//
+// When X itself is too large to keep (a whole checkpoint's calibration), the
+// same quantities at initialisation follow from the covariance C = X X^T / c
+// alone (the normaliser c cancels in every ratio): initial_knowledge_report.
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 
@@ -90,6 +95,45 @@ KnowledgeReport knowledge_report(Bk& b, const LoraLinear<Bk, T>& layer, const ma
             s * delta_b_norm * detail::spectral_norm(b, layer.A0) * double(b.frobenius_norm(xu));
     }
     return report;
+}
+
+/// SPEC.md section 4 at initialisation, from a layer's input covariance C (n x n,
+/// C = X X^T / c) instead of the activations X, relative to ||W X||_F:
+///
+///   energy = ||X^T Q||_F^2 / ||X||_F^2 = tr(Q^T C Q) / tr(C), Q an orthonormal
+///            basis of A0's row space: the share of the calibration signal the
+///            adapter can see (for LoRA-Null span(U_null), so the sum of the r
+///            smallest eigenvalues over tr C);
+///   bound  = s ||A0||_2 ||X^T Q||_F / ||W X||_F: the bound on the relative
+///            change of the layer's output on X per unit of ||B' - B0||_2
+///            (v2: A frozen), ||W X||_F^2 = <W C, W>;
+///   tight  = s ||A0 X||_F / ||W X||_F, ||A0 X||_F^2 = <A0 C, A0>: the first,
+///            tighter inequality.
+/// Every product runs on the backend (the n x n C stays where it is).
+struct InitialKnowledgeReport {
+    double energy = 0;
+    double bound = 0;
+    double tight = 0;
+};
+
+template <class Bk, class M>
+InitialKnowledgeReport initial_knowledge_report(Bk& b, const M& w, const M& a0, double scale, const M& c) {
+    const char* where = "initial_knowledge_report";
+    require(c.rows() == c.cols() && c.rows() == w.cols() && a0.cols() == w.cols(), where, "W is ",
+            shape_string(w.rows(), w.cols()), ", A0 is ", shape_string(a0.rows(), a0.cols()), ", C is ",
+            shape_string(c.rows(), c.cols()), " (need C n x n for W m x n, A0 r x n)");
+    const M q = b.thin_q(b.transpose(a0));                                            // n x r
+    const double seen = std::max(0.0, double(b.trace(product(b, q, product(b, c, q), Op::transpose))));  // tr(Q^T C Q)
+    const double total = double(b.trace(c));
+    const double a_norm = detail::spectral_norm(b, a0);
+    const double out_energy = std::max(0.0, double(b.dot(product(b, w, c), w)));      // ||W X||^2 / c
+    const double adapter_energy = std::max(0.0, double(b.dot(product(b, a0, c), a0)));  // ||A0 X||^2 / c
+    const double s = std::abs(scale);
+    InitialKnowledgeReport r;
+    r.energy = total > 0 ? seen / total : 0.0;
+    r.bound = out_energy > 0 ? s * a_norm * std::sqrt(seen / out_energy) : 0.0;
+    r.tight = out_energy > 0 ? s * std::sqrt(adapter_energy / out_energy) : 0.0;
+    return r;
 }
 
 }  // namespace loranull

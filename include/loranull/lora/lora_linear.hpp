@@ -10,6 +10,7 @@
 //
 // Bk is the backend (CpuBackend, CudaBackend); T the scalar type.
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -37,6 +38,17 @@ struct LoraFactors {
 };
 
 enum class Trainable { both, B_only, A_only };
+
+/// ||W - W_res - s B A||_F / ||W||_F: how exactly factors reproduce the weight
+/// they were initialised from (rounding only, for every initialiser).
+template <class Bk, class M>
+double reconstruction_error(Bk& b, const M& w, const LoraFactors<Bk, typename M::Scalar>& f) {
+    using T = typename M::Scalar;
+    M residual = w;
+    b.axpy(T(-1), f.W_res, residual);
+    b.gemm(Op::none, Op::none, -f.scale, f.B, f.A, T(1), residual);
+    return double(b.frobenius_norm(residual)) / std::max(double(b.frobenius_norm(w)), 1e-300);
+}
 
 /// The rank-2r adapter s (B' A' - B0 A0) = [B', -B0] [A'; A0] * s for the
 /// unmodified base weight W (PEFT's "convert to plain LoRA"), with the scale
@@ -81,6 +93,32 @@ struct PlainLora {
         return out;
     }
 };
+
+/// The rank-2r conversion itself: down = [A; A0] (2r x n), up = s [B, -B0]
+/// (m x 2r), so that up * down = s (B A - B0 A0). LoraLinear::to_plain_lora
+/// calls it with its current and initial factors; a builder that ships freshly
+/// initialised factors (A = A0, B = B0) calls it directly.
+template <class Bk, class Matrix>
+PlainLora<Bk, typename Matrix::Scalar> plain_lora(Bk& b, const Matrix& a, const Matrix& up_b, const Matrix& a0,
+                                                  const Matrix& b0, typename Matrix::Scalar scale) {
+    using T = typename Matrix::Scalar;
+    const Index r = a.rows();
+    require(a0.rows() == r && up_b.cols() == r && b0.cols() == r && a0.cols() == a.cols() && b0.rows() == up_b.rows(),
+            "plain_lora", "A is ", shape_string(a.rows(), a.cols()), ", B ", shape_string(up_b.rows(), up_b.cols()),
+            ", A0 ", shape_string(a0.rows(), a0.cols()), ", B0 ", shape_string(b0.rows(), b0.cols()),
+            " (need A, A0 r x n and B, B0 m x r)");
+    PlainLora<Bk, T> out;
+    out.down = zeros<T>(b, 2 * r, a.cols());
+    b.set_block(out.down, 0, 0, a);
+    b.set_block(out.down, r, 0, a0);
+    out.up = zeros<T>(b, up_b.rows(), 2 * r);
+    b.set_block(out.up, 0, 0, up_b);
+    Matrix minus_b0 = b0;
+    b.scale(T(-1), minus_b0);
+    b.set_block(out.up, 0, r, minus_b0);
+    b.scale(scale, out.up);
+    return out;
+}
 
 template <class Bk, Real T>
 class LoraLinear {
@@ -154,20 +192,7 @@ public:
 
     /// The adapter for the original base weight W = W_res + s B0 A0 (rank 2r;
     /// see PlainLora): W + up * down equals merged().
-    PlainLora<Bk, T> to_plain_lora() const {
-        Bk& b = *backend_;
-        PlainLora<Bk, T> out;
-        out.down = zeros<T>(b, 2 * rank(), in_features());
-        b.set_block(out.down, 0, 0, A);
-        b.set_block(out.down, rank(), 0, A0);
-        out.up = zeros<T>(b, out_features(), 2 * rank());
-        b.set_block(out.up, 0, 0, B);
-        Matrix minus_b0 = B0;
-        b.scale(T(-1), minus_b0);
-        b.set_block(out.up, 0, rank(), minus_b0);
-        b.scale(scale, out.up);
-        return out;
-    }
+    PlainLora<Bk, T> to_plain_lora() const { return plain_lora(*backend_, A, B, A0, B0, scale); }
 
     /// The same, checked against the original weight W: W must be m x n and
     /// equal W_res + s B0 A0 to `relative_tolerance` (catches converting against

@@ -276,6 +276,13 @@ public:
     template <Real T>
     T frobenius_norm(const Matrix<T>& a) const { return a.norm(); }
 
+    template <Real T>
+    T dot(const Matrix<T>& a, const Matrix<T>& c) const {
+        require(a.rows() == c.rows() && a.cols() == c.cols(), "CpuBackend::dot", "A is ",
+                shape_string(a.rows(), a.cols()), ", C is ", shape_string(c.rows(), c.cols()), " (need equal shapes)");
+        return a.cwiseProduct(c).sum();
+    }
+
     /// One vectorised pass: 0 * x is 0 for finite x and NaN for NaN or Inf,
     /// and a NaN anywhere makes the sum NaN. (Eigen's allFinite() is a scalar
     /// loop: 9% of a whole covariance update at n = 1024.)

@@ -1,0 +1,342 @@
+#pragma once
+// AdapterBuilder<Bk>: LoRA-Null (or any method of lora/methods.hpp) for a
+// whole Hugging Face LLaMA checkpoint, streamed block by block on backend Bk
+// (docs/loranull-build.md; loranull-build is a thin main over it).
+//
+//   1. check      every input before anything is written: the checkpoint's
+//                 headers, the rank against every projection, the calibration
+//                 ids against the vocabulary, too few tokens
+//   2. folder     OUT new, or a resumable run of the same settings (build_folder.hpp)
+//   3. stream     hidden states (dim x tokens, float) stay on the backend
+//                 between blocks; block l's weights are read, its four input
+//                 covariances accumulated in double during its forward pass
+//                 (llama/calibration.hpp), its seven projections initialised
+//                 (lora/methods.hpp) and measured (lora/knowledge_report.hpp),
+//                 and its block file written; then everything of block l is
+//                 freed. Hidden states come from the ORIGINAL weights: at
+//                 initialisation the adapted block computes the same function.
+//   4. assemble   OUT/model + OUT/adapter from the block files, one tensor at
+//                 a time (build_assembly.hpp), then OUT/report.json.
+//
+// Generic over the backend: every product goes through the seam, no Eigen.
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "loranull/io/covariance_file.hpp"
+#include "loranull/io/hf_checkpoint.hpp"
+#include "loranull/io/safetensors.hpp"
+#include "loranull/llama/calibration.hpp"
+#include "loranull/llama/model.hpp"
+#include "loranull/lora/knowledge_report.hpp"
+#include "loranull/lora/methods.hpp"
+#include "loranull/pipeline/build_assembly.hpp"
+#include "loranull/pipeline/build_folder.hpp"
+#include "loranull/pipeline/build_options.hpp"
+#include "loranull/pipeline/build_settings.hpp"
+#include "loranull/pipeline/calibration_tokens.hpp"
+
+namespace loranull::pipeline {
+
+/// What a caller may watch (all optional): the tool draws a progress bar.
+struct BuildProgress {
+    std::function<void(Index total, Index done)> start;    // blocks in all, already written
+    std::function<void(const std::string&)> status;        // what runs now
+    std::function<void(const std::string&)> block_written;  // one more block done
+    std::function<void(const std::string&)> note;           // a line for the user ("resuming: ...")
+};
+
+struct BuildResult {
+    bool already_finished = false;  // OUT held a finished run of these settings: nothing done
+    bool stopped = false;           // stop_after_blocks reached: rerun to resume
+    nlohmann::json report;          // OUT/report.json (when finished now)
+    std::vector<std::string> warnings;
+};
+
+template <class Bk>
+class AdapterBuilder {
+public:
+    using Model = LlamaModel<Bk, float>;
+    using MatrixF = matrix_t<Bk, float>;
+    using MatrixD = matrix_t<Bk, double>;
+
+    AdapterBuilder(Bk& backend, BuildOptions options, BuildProgress progress = {})
+        : b_(backend), o_(std::move(options)), method_(parse_method_option(o_.method)), folder_(o_.out),
+          progress_(std::move(progress)) {}
+
+    BuildResult run() {
+        const auto start = Clock::now();
+        check_request();
+        // 1. Every input checked before anything is written.
+        HfCheckpointReader checkpoint(o_.model, "--model " + o_.model);
+        checkpoint.check_all();
+        config_ = checkpoint.config();
+        layers_ = parse_layer_list(o_.layers, config_.n_layers);
+        check_rank();
+        if (!o_.calib.empty()) {
+            calibration_ = read_calibration_tokens(o_.calib, o_.samples, o_.seq_len, config_, o_.model);
+            batch_ = o_.batch ? std::min(o_.batch, calibration_.samples)
+                              : std::clamp<Index>(4096 / calibration_.seq_len, 1, calibration_.samples);
+        }
+        check_rank_deficiency();
+
+        // 2. The output folder: new, or a resumable run of the same settings.
+        BuildResult result;
+        if (folder_.prepare(settings_json(o_, layers_, checkpoint, calibration_, batch_))) {
+            result.already_finished = true;
+            return result;
+        }
+        // 3. The blocks still to compute.
+        std::vector<Index> pending;
+        for (Index l : layers_)
+            if (!folder_.block_done(l)) pending.push_back(l);
+        const Index total = static_cast<Index>(layers_.size()), done = total - static_cast<Index>(pending.size());
+        if (progress_.start) progress_.start(total, done);
+        if (!pending.empty() && done > 0 && progress_.note)
+            progress_.note("resuming: " + std::to_string(done) + " of " + std::to_string(total) +
+                           " blocks already written");
+        result.stopped = stream_blocks(checkpoint, pending);
+        if (!result.stopped) {
+            // 4. Assemble the outputs from the block files.
+            const auto assembly_start = Clock::now();
+            BuildAssembly assembly(o_, layers_, folder_);
+            if (!o_.export_plain) assembly.write_residual_model(checkpoint);
+            assembly.write_adapter(b_);
+            timings_.assembly = seconds_since(assembly_start);
+            result.report = write_report(o_, layers_, folder_, calibration_.count(), timings_, seconds_since(start), warnings_);
+            if (!o_.keep_blocks) folder_.remove_blocks();
+        }
+        result.warnings = warnings_;
+        return result;
+    }
+
+private:
+    using Clock = std::chrono::steady_clock;
+    static double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+    static const MethodInfo& parse_method_option(const std::string& name) {
+        if (const MethodInfo* m = find_method(name)) return *m;
+        refuse_request(unknown_method_message(name));
+    }
+
+    /// What the options alone can tell, before any file is opened.
+    void check_request() const {
+        namespace fs = std::filesystem;
+        if (o_.rank < 1) refuse_request("--rank must be at least 1, got ", o_.rank);
+        if (!(o_.alpha >= 0) || !std::isfinite(o_.alpha)) refuse_request("--alpha must be a positive number, got ", o_.alpha);
+        if (method_.needs_data && o_.calib.empty())
+            refuse_request("method ", o_.method, " needs calibration data: give --calib TOKENS.safetensors");
+        if ((o_.samples || o_.seq_len) && o_.calib.empty())
+            refuse_request("--samples and --seq-len select calibration data: give --calib");
+        if (o_.samples < 0 || o_.seq_len < 0 || o_.batch < 0)
+            refuse_request("--samples, --seq-len and --batch must be at least 1");
+        for (const std::string& input : {o_.model, o_.calib}) {
+            std::error_code ec;
+            if (input.empty() || !fs::exists(input) || !fs::exists(o_.out)) continue;
+            if (fs::weakly_canonical(input, ec) == fs::weakly_canonical(o_.out, ec))
+                refuse_request("--out ", o_.out, " is also an input; write to another folder");
+        }
+    }
+
+    void check_rank() const {
+        for (ProjectionKind kind : all_projections) {
+            const auto shape = projection_shape(config_, kind);
+            if (o_.rank > std::min(shape[0], shape[1]))
+                refuse_input("--rank ", o_.rank, " exceeds min(out, in) = ", std::min(shape[0], shape[1]), " of ",
+                             projection_path(kind), " [", shape[0], ", ", shape[1], "]");
+        }
+    }
+
+    /// Fewer tokens than a covariance's size: rank-deficient (rank C <= tokens).
+    void check_rank_deficiency() {
+        if (o_.calib.empty() || !method_.needs_data) return;
+        const Index tokens = calibration_.count();
+        for (auto [n, what] : {std::pair<Index, const char*>{config_.dim, "hidden_size"},
+                               {config_.hidden_dim, "intermediate_size"}}) {
+            if (tokens >= n) continue;
+            const std::string message = "calibration has " + std::to_string(tokens) + " tokens (" +
+                                        std::to_string(calibration_.samples) + " x " +
+                                        std::to_string(calibration_.seq_len) + "), fewer than the " +
+                                        std::to_string(n) + " inputs (" + what +
+                                        ") of some projections: their covariances have rank <= " +
+                                        std::to_string(tokens) + ", at least " + std::to_string(n - tokens) +
+                                        " zero eigenvalues against rank " + std::to_string(o_.rank) +
+                                        ", so the chosen directions are partly arbitrary";
+            if (!o_.allow_rank_deficient)
+                refuse_input(message, "; give at least ", n, " tokens, or --allow-rank-deficient to continue");
+            warnings_.push_back("warning: " + message + " (continuing: --allow-rank-deficient)");
+            break;
+        }
+    }
+
+    void status(const std::string& what) const {
+        if (progress_.status) progress_.status(what);
+    }
+
+    /// Forwards the calibration through blocks 0 .. last pending (hidden states
+    /// need every block before it), decomposing and writing the pending ones.
+    /// Returns true when stopped early (stop_after_blocks).
+    bool stream_blocks(HfCheckpointReader& checkpoint, const std::vector<Index>& pending) {
+        if (pending.empty()) return false;
+        const std::set<Index> pending_set(pending.begin(), pending.end());
+        const bool calibrate = !calibration_.tokens.empty();
+        const Index last = pending.back(), seq_len = calibration_.seq_len;
+        MatrixF hidden;  // dim x tokens
+        if (calibrate) {
+            status("embedding");
+            auto t = Clock::now();
+            const MatrixF table = b_.transpose(
+                b_.upload(checkpoint.read<float>("model.embed_tokens.weight", config_.vocab_size, config_.dim)));
+            timings_.load += seconds_since(t);
+            t = Clock::now();
+            hidden = b_.embedding_forward(table, calibration_.tokens);
+            timings_.embed += seconds_since(t);
+        }
+        Index written = 0;
+        for (Index l = 0; l <= last; ++l) {
+            const bool is_pending = pending_set.count(l) != 0;
+            if (!is_pending && !calibrate) continue;
+            status((is_pending ? "block " : "forward through finished block ") + std::to_string(l));
+            auto t = Clock::now();
+            const typename Model::Block block = checkpoint.load_block<float>(b_, l);
+            timings_.load += seconds_since(t);
+
+            std::optional<BlockCalibration<Bk, double>> cal;
+            if (calibrate && is_pending)
+                cal.emplace(b_, config_, o_.normalisation, o_.calib + "#" + calibration_.hash);
+            if (calibrate) {
+                double hook_seconds = 0;
+                typename Model::Hook hook;
+                if (cal)
+                    hook = [&](Index, LinearInput which, const MatrixF& x) {
+                        const auto h = Clock::now();
+                        cal->add(which, x, seq_len);
+                        hook_seconds += seconds_since(h);
+                    };
+                const bool need_output = l < last;  // the last pending block's output is never used
+                t = Clock::now();
+                for (Index s = 0; s < calibration_.samples; s += batch_) {
+                    const Index count = std::min(batch_, calibration_.samples - s);
+                    MatrixF x = b_.block(hidden, 0, s * seq_len, config_.dim, count * seq_len);
+                    MatrixF y = Model::block_forward(b_, config_, block, l, std::move(x), seq_len, hook);
+                    if (need_output) b_.set_block(hidden, 0, s * seq_len, y);
+                }
+                timings_.forward += seconds_since(t) - hook_seconds;
+                timings_.covariance += hook_seconds;
+            }
+            if (!is_pending) continue;
+            if (o_.save_covariances && cal) save_covariances(l, *cal);
+            decompose_and_write(checkpoint, l, cal ? &*cal : nullptr);
+            ++written;
+            if (progress_.block_written) progress_.block_written("block " + std::to_string(l) + " written");
+            if (o_.stop_after_blocks >= 0 && written >= o_.stop_after_blocks && l != last) return true;
+        }
+        return false;
+    }
+
+    void save_covariances(Index layer, const BlockCalibration<Bk, double>& cal) const {
+        const std::filesystem::path dir = folder_.path() / "covariances";
+        std::filesystem::create_directories(dir);
+        for (LinearInput i : all_inputs)
+            save_covariance(cal.covariance(i),
+                            dir / ("layer-" + std::to_string(layer) + "." + input_name(i) + ".safetensors"));
+    }
+
+    /// The null space of each input (LoRA-Null), with its rank report.
+    std::optional<std::array<NullSpace<Bk, double>, 4>> null_spaces(Index layer, const BlockCalibration<Bk, double>* cal) {
+        if (!cal || method_.method != Method::lora_null) return std::nullopt;
+        auto spaces = cal->null_spaces(o_.rank);  // rank deficiency reported, not thrown
+        for (LinearInput input : all_inputs) {
+            const auto& ns = spaces[BlockCalibration<Bk, double>::slot(input)];
+            if (!ns.rank_report.deficient) continue;
+            const std::string message = "layer " + std::to_string(layer) + " " + input_name(input) + ": " +
+                                        ns.rank_report.message();
+            if (!o_.allow_rank_deficient) refuse_input(message, " (pass --allow-rank-deficient to continue)");
+            warnings_.push_back("warning: " + message);
+        }
+        return spaces;
+    }
+
+    /// Initialises block `layer`'s seven projections, measures them and writes
+    /// its block file: residual weights, adapter factors, the report.
+    void decompose_and_write(HfCheckpointReader& checkpoint, Index layer, const BlockCalibration<Bk, double>* cal) {
+        const auto t0 = Clock::now();
+        const LoraConfig config{o_.rank, o_.lora_alpha(), o_.seed + static_cast<std::uint64_t>(layer) * 7919u};
+        const double s = config.scale();
+        const auto spaces = null_spaces(layer, cal);
+        std::array<std::optional<MatrixD>, 4> c_matrix;  // C per input, computed once for CorDA and the report
+        io::SafetensorsWriter writer;
+        nlohmann::json reports = nlohmann::json::array();
+        for (ProjectionKind kind : all_projections) {
+            const std::size_t input = BlockCalibration<Bk, double>::slot(input_of(kind));
+            const std::string name = "model.layers." + std::to_string(layer) + "." + projection_path(kind);
+            const auto shape = projection_shape(config_, kind);
+            const io::TensorInfo& info = checkpoint.checked_info(name + ".weight", shape[0], shape[1]);
+            const io::Dtype residual_dtype = o_.dtype.value_or(info.dtype);
+            const io::Dtype adapter_dtype = residual_dtype == io::Dtype::F64 ? io::Dtype::F32 : residual_dtype;
+            const MatrixD w = b_.upload(checkpoint.read<double>(name + ".weight", shape[0], shape[1]));
+            MethodData<Bk, double> data;
+            if (cal) {
+                if (!c_matrix[input]) c_matrix[input] = cal->covariance(kind).matrix();
+                data = cal->data_for(kind, spaces ? &*spaces : nullptr);
+                data.covariance_matrix = &*c_matrix[input];
+            }
+            const LoraFactors<Bk, double> f = initialise(b_, w, method_.method, data, config);
+            if (!b_.all_finite(f.A) || !b_.all_finite(f.B) || !b_.all_finite(f.W_res))
+                refuse_input(name, ": the ", o_.method, " initialisation produced NaN or Inf");
+            nlohmann::json r = nlohmann::json::object();
+            r["module"] = projection_path(kind);
+            r["reconstruction"] = reconstruction_error(b_, w, f);
+            if (cal) {
+                const InitialKnowledgeReport k = initial_knowledge_report(b_, w, f.A, s, *c_matrix[input]);
+                r["energy"] = k.energy;
+                r["bound"] = k.bound;
+                r["tight"] = k.tight;
+                if (spaces) r["null_space_energy"] = (*spaces)[input].energy_fraction();
+            }
+            reports.push_back(r);
+            writer.add(name + ".weight", b_.download(f.W_res), residual_dtype);
+            writer.add(name + ".lora_A.weight", b_.download(f.A), adapter_dtype);
+            writer.add(name + ".lora_B.weight", b_.download(f.B), adapter_dtype);
+        }
+        timings_.decomposition += seconds_since(t0);
+        const auto t1 = Clock::now();
+        writer.set_metadata("format", block_format);
+        writer.set_metadata("settings", folder_.settings_hash());
+        writer.set_metadata("layer", std::to_string(layer));
+        writer.set_metadata("scale", number_text(config.scale()));
+        writer.set_metadata("report", reports.dump());
+        if (cal) {
+            writer.set_metadata("tokens", std::to_string(cal->covariance(LinearInput::attn_in).tokens()));
+            writer.set_metadata("normalisation", std::string(normalisation_name(o_.normalisation)));
+        }
+        writer.write(folder_.block_path(layer));  // block-NNNNN.safetensors.tmp, renamed when complete
+        timings_.write += seconds_since(t1);
+    }
+
+    Bk& b_;
+    BuildOptions o_;
+    const MethodInfo& method_;
+    BuildFolder folder_;
+    BuildProgress progress_;
+    LlamaConfig config_;
+    std::vector<Index> layers_;  // blocks to adapt, ascending
+    CalibrationTokens calibration_;
+    Index batch_ = 0;
+    std::vector<std::string> warnings_;
+    BuildTimings timings_;
+};
+
+}  // namespace loranull::pipeline

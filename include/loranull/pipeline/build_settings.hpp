@@ -1,0 +1,99 @@
+#pragma once
+// A build's settings (what build.json records, and what a resumed run must
+// match), its timings, and its report (OUT/report.json).
+
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "loranull/io/atomic_file.hpp"
+#include "loranull/io/hf_checkpoint.hpp"
+#include "loranull/io/safetensors.hpp"
+#include "loranull/pipeline/build_folder.hpp"
+#include "loranull/pipeline/build_options.hpp"
+#include "loranull/pipeline/calibration_tokens.hpp"
+
+namespace loranull::pipeline {
+
+/// Seconds spent per stage (report.json "seconds").
+struct BuildTimings {
+    double load = 0, embed = 0, forward = 0, covariance = 0, decomposition = 0, write = 0, assembly = 0;
+};
+
+/// Everything the outputs depend on: the checkpoint (its config and file
+/// sizes), the calibration file's hash and the selection from it, and every
+/// option that changes a number in the outputs.
+inline nlohmann::json settings_json(const BuildOptions& o, const std::vector<Index>& layers,
+                                    HfCheckpointReader& checkpoint, const CalibrationTokens& calibration, Index batch) {
+    nlohmann::json files = nlohmann::json::object();
+    for (const std::string& f : checkpoint.files()) {
+        std::error_code ec;
+        files[f] = static_cast<std::int64_t>(std::filesystem::file_size(checkpoint.dir() / f, ec));
+    }
+    nlohmann::json s = nlohmann::json::object();
+    s["format"] = settings_format;
+    s["model_config"] = text_hash(checkpoint.config_json().dump());
+    s["model_files"] = files;
+    s["calib"] = o.calib.empty() ? nlohmann::json(nullptr) : nlohmann::json(calibration.hash);
+    s["samples"] = calibration.samples;
+    s["seq_len"] = calibration.seq_len;
+    s["batch"] = batch;
+    s["method"] = o.method;
+    s["rank"] = o.rank;
+    s["alpha"] = o.alpha > 0 ? nlohmann::json(o.alpha) : nlohmann::json("rank");
+    s["seed"] = o.seed;
+    s["layers"] = layers;
+    s["normalisation"] = std::string(normalisation_name(o.normalisation));
+    s["dtype"] = o.dtype ? std::string(io::dtype_name(*o.dtype)) : "keep";
+    s["export"] = o.export_plain ? "plain" : "residual";
+    return s;
+}
+
+/// Peak resident memory of this process (VmHWM of /proc/self/status), bytes; -1 if unknown.
+inline long long peak_memory_bytes() {
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    while (std::getline(status, line))
+        if (line.rfind("VmHWM:", 0) == 0) {
+            long long kib = -1;
+            std::sscanf(line.c_str() + 6, "%lld", &kib);
+            return kib < 0 ? -1 : kib * 1024;
+        }
+    return -1;
+}
+
+/// OUT/report.json from the block files' reports: per layer and module the
+/// reconstruction error and (with calibration) SPEC.md section 4's energy,
+/// bound and tight bound; the timings, the peak memory and the warnings.
+/// Written last: its presence marks the run finished.
+inline nlohmann::json write_report(const BuildOptions& o, const std::vector<Index>& layers, const BuildFolder& folder,
+                                   Index tokens, const BuildTimings& t, double total_seconds,
+                                   const std::vector<std::string>& warnings) {
+    nlohmann::json per_layer = nlohmann::json::array();
+    for (Index l : layers) {
+        const io::SafetensorsReader block(folder.block_path(l));
+        per_layer.push_back({{"layer", l}, {"modules", nlohmann::json::parse(block.metadata().at("report"))}});
+    }
+    nlohmann::json r = nlohmann::json::object();
+    r["format"] = "loranull.build.report/1";
+    r["method"] = o.method;
+    r["rank"] = o.rank;
+    r["tokens"] = tokens;
+    r["layers"] = per_layer;
+    r["seconds"] = {{"total", total_seconds},   {"load", t.load},
+                    {"embedding", t.embed},     {"forward", t.forward},
+                    {"covariance", t.covariance}, {"decomposition", t.decomposition},
+                    {"block_writes", t.write},  {"assembly", t.assembly}};
+    r["peak_memory_bytes"] = peak_memory_bytes();
+    r["warnings"] = warnings;
+    io::write_text_atomically(folder.path() / "report.json", r.dump(2) + "\n");
+    return r;
+}
+
+}  // namespace loranull::pipeline

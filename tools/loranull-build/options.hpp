@@ -1,0 +1,123 @@
+#pragma once
+// loranull-build's command line: the help text (the contract of
+// docs/loranull-build.md) and its translation into pipeline::BuildOptions.
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include <loranull/pipeline/build_options.hpp>
+
+#include "../tool_options.hpp"
+
+namespace loranull::tools::build {
+
+inline constexpr const char* help_text = R"(loranull-build: LoRA-Null (or CorDA, PiSSA, MiLoRA, LoRA) adapters for a Hugging Face
+LLaMA checkpoint, computed block by block with bounded memory.
+
+usage:
+  loranull-build --model DIR --method M --rank R --out DIR [--calib TOKENS.safetensors]
+                 [--alpha A] [--seed S] [--samples N] [--seq-len T] [--batch B]
+                 [--layers LIST] [--normalisation plain|reference] [--dtype f32|bf16|f16]
+                 [--export residual|plain] [--device cpu|cuda] [--allow-rank-deficient]
+                 [--save-covariances] [--keep-blocks]
+  loranull-build --help
+
+options (each takes one value, as "--name value" or "--name=value", except the flags):
+  --model DIR        HF LLaMA checkpoint: config.json and model.safetensors, or shards
+                     listed in model.safetensors.index.json; F32, F16, BF16 or F64.
+  --calib FILE       calibration token ids: a safetensors file with a tensor
+                     "input_ids" of shape [samples, seq_len], I32 or I64. Needed by
+                     lora-null, corda-kpm, corda-ipm, eva; optional for the weight-only
+                     methods (then it only feeds the knowledge report).
+  --method M         lora-null, corda-kpm, corda-ipm, pissa, pissa-fast, milora, lora,
+                     olora, eva (lora-null-v1 and lora-null-v2 name lora-null's
+                     initialisation too)
+  --rank R           LoRA rank (1 <= R <= min(out, in) of every projection)
+  --alpha A          LoRA alpha (scale s = A / R); default A = R (s = 1)
+  --seed S           seed of the random initialisations (lora, pissa-fast); default 0
+  --samples N        use the first N calibration sequences (default: all)
+  --seq-len T        use the first T tokens of each sequence (default: all)
+  --batch B          sequences per forward chunk (default: 4096 tokens' worth)
+  --layers LIST      blocks to adapt, e.g. "0-3,7" (default: all)
+  --normalisation X  covariance normalisation: plain (mean of x x^T, default) or
+                     reference (each sample scaled by 1/|max|, divided by 256)
+  --dtype D          storage type of the outputs: f32, bf16 or f16 (default: each
+                     tensor keeps the checkpoint's dtype). Computation is float
+                     (forward) and double (covariances, decompositions), rounded last.
+  --export E         residual (default): OUT/model (the residual model, same
+                     sharding as the input) + OUT/adapter (PEFT adapter for it);
+                     plain: only OUT/adapter, a rank-2R adapter for the unmodified
+                     base (SPEC.md section 6; its product is zero at initialisation)
+  --device D         cpu (default); cuda is refused (no CUDA forward pass yet)
+  --allow-rank-deficient   continue when the calibration has fewer tokens than a
+                     projection has inputs (covariance rank-deficient; warned)
+  --save-covariances write each block's four covariances to OUT/covariances/
+  --keep-blocks      keep OUT/blocks/ after the outputs are assembled
+  --help, -h         this text
+
+OUT must be empty or absent, or hold a run of this tool with the same settings:
+then finished blocks are skipped (resume). Progress (with an ETA) goes to stderr;
+the per-layer report (energy fraction of the adapter's input space and the SPEC.md
+section 4 bound) to stdout and OUT/report.json. Errors: one line on stderr, exit 2
+(command line) or 1 (files, data), nothing half-written.
+)";
+
+/// Parses argv into the builder's options; prints --help and exits 0 when
+/// asked. Checks what the command line alone decides (syntax, numbers, the
+/// names of enumerations); the builder checks the rest against the files.
+inline pipeline::BuildOptions parse_options(int argc, char** argv) {
+    CommandLine cl(help_text);
+    for (const char* name : {"--model", "--calib", "--method", "--rank", "--out", "--alpha", "--seed", "--samples",
+                             "--seq-len", "--batch", "--layers", "--normalisation", "--dtype", "--export", "--device",
+                             "--stop-after-blocks"})
+        cl.value(name);
+    for (const char* name : {"--allow-rank-deficient", "--save-covariances", "--keep-blocks"}) cl.flag(name);
+    cl.parse(argc, argv);
+    if (cl.has("--device") && cl.get("--device") != "cpu") {
+        if (cl.get("--device") == "cuda")
+            throw UsageError("--device cuda: this build has no CUDA forward pass yet (the LLaMA kernels run on the "
+                             "CPU only); use --device cpu");
+        throw UsageError("--device must be cpu or cuda, got '" + cl.get("--device") + "'");
+    }
+    pipeline::BuildOptions o;
+    o.model = cl.required("--model");
+    o.method = cl.required("--method");
+    o.out = cl.required("--out");
+    o.rank = parse_integer<Index>("--rank", cl.required("--rank"));
+    if (o.rank < 1) throw UsageError("--rank must be at least 1, got " + std::to_string(o.rank));
+    if (!find_method(o.method)) throw UsageError(unknown_method_message(o.method));
+    o.calib = cl.get("--calib");
+    o.alpha = cl.number("--alpha", 0);
+    if (cl.has("--alpha") && (!std::isfinite(o.alpha) || o.alpha <= 0))
+        throw UsageError("--alpha must be a positive number, got '" + cl.get("--alpha") + "'");
+    o.seed = cl.integer<std::uint64_t>("--seed", 0);
+    for (auto [name, target] : {std::pair{"--samples", &o.samples}, {"--seq-len", &o.seq_len}, {"--batch", &o.batch}}) {
+        *target = cl.integer<Index>(name, 0);
+        if (cl.has(name) && *target < 1)
+            throw UsageError(std::string(name) + " must be at least 1, got " + cl.get(name));
+    }
+    o.layers = cl.get("--layers", "all");
+    const std::string normalisation = cl.get("--normalisation", "plain");
+    if (normalisation != "plain" && normalisation != "reference")
+        throw UsageError("--normalisation must be plain or reference, got '" + normalisation + "'");
+    o.normalisation = parse_normalisation(normalisation);
+    if (cl.has("--dtype")) {
+        const std::string d = cl.get("--dtype");
+        if (d == "f32") o.dtype = io::Dtype::F32;
+        else if (d == "bf16") o.dtype = io::Dtype::BF16;
+        else if (d == "f16") o.dtype = io::Dtype::F16;
+        else throw UsageError("--dtype must be f32, bf16 or f16, got '" + d + "'");
+    }
+    const std::string exported = cl.get("--export", "residual");
+    if (exported != "residual" && exported != "plain")
+        throw UsageError("--export must be residual or plain, got '" + exported + "'");
+    o.export_plain = exported == "plain";
+    o.allow_rank_deficient = cl.has("--allow-rank-deficient");
+    o.save_covariances = cl.has("--save-covariances");
+    o.keep_blocks = cl.has("--keep-blocks");
+    o.stop_after_blocks = cl.integer<Index>("--stop-after-blocks", -1);
+    return o;
+}
+
+}  // namespace loranull::tools::build
