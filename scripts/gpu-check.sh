@@ -25,8 +25,8 @@
 # CUDA_ARCH (e.g. 90; default: the GPU's compute capability, else 90).
 #
 # Steps, in order of priority (the budget may stop the last ones): build,
-# test_cuda_status, test_cuda_nn_emulated (the NN kernels' functors on the
-# host), test_cuda_parity (every primitive, linalg algorithm, NN kernel and the
+# test_cuda_status, test_cuda_nn_emulated (CudaBackend's NN kernel members
+# on the host), test_cuda_parity (every primitive, linalg algorithm, NN kernel and the
 # whole LLaMA model, CPU vs GPU), bench_llama_cuda (training tokens/s), the
 # PyTorch CUDA peer (bench/pytorch_llama.py --device cuda, when a python3 with
 # a CUDA build of torch is there; otherwise a note), bench_cuda, ctest -L gpu.
@@ -185,12 +185,13 @@ else
             "$@" &
             running=$((running + 1))
         }
-        spawn "$nvcc" "${nvflags[@]}" "${inc[@]}" -c "$repo/tests/cuda/gpu_ops.cu" -o "$build/obj/gpu_ops.o"
-        spawn "$nvcc" "${nvflags[@]}" "${inc[@]}" -c "$repo/tests/cuda/gpu_nn_ops.cu" -o "$build/obj/gpu_nn_ops.o"
-        spawn "$nvcc" "${nvflags[@]}" "${inc[@]}" -c "$repo/tests/cuda/nn_host_emulation.cu" -o "$build/obj/nn_host_emulation.o"
-        spawn "$cxx" "${cxxflags[@]}" -O1 "${inc[@]}" -c "$repo/tests/cuda/test_cuda_parity.cpp" -o "$build/obj/test_cuda_parity.o"
-        spawn "$cxx" "${cxxflags[@]}" -O1 "${inc[@]}" -c "$repo/tests/cuda/test_cuda_nn_parity.cpp" -o "$build/obj/test_cuda_nn_parity.o"
-        spawn "$cxx" "${cxxflags[@]}" -O1 "${inc[@]}" -c "$repo/tests/cuda/test_cuda_model_parity.cpp" -o "$build/obj/test_cuda_model_parity.o"
+        local cu cpp
+        for cu in parity_gpu parity_gpu_nn gpu_only parity_emulated; do  # the .cu halves (no Eigen)
+            spawn "$nvcc" "${nvflags[@]}" "${inc[@]}" -c "$repo/tests/cuda/$cu.cu" -o "$build/obj/$cu.o"
+        done
+        for cpp in test_parity test_parity_model test_parity_nn test_cuda_gpu_only; do  # the CPU halves (Eigen)
+            spawn "$cxx" "${cxxflags[@]}" -O1 "${inc[@]}" -c "$repo/tests/cuda/$cpp.cpp" -o "$build/obj/$cpp.o"
+        done
         spawn "$cxx" "${cxxflags[@]}" "${inc[@]}" -c "$repo/tests/cuda/gpu_main.cpp" -o "$build/obj/gpu_main.o"
         spawn "$nvcc" "${nvflags[@]}" "${inc[@]}" "$repo/tests/cuda/test_cuda_status.cu" -o "$bin_status" \
             -L"$cuda_lib" -Xlinker -rpath="$cuda_lib" -lcublas -lcusolver
@@ -210,11 +211,12 @@ else
         while [ "$running" -gt 0 ]; do wait -n || rc=1; running=$((running - 1)); done
         [ $rc -eq 0 ] || return 1
         echo "+ link test_cuda_parity"
-        "$cxx" "$build/obj/test_cuda_parity.o" "$build/obj/test_cuda_nn_parity.o" "$build/obj/test_cuda_model_parity.o" \
-            "$build/obj/gpu_main.o" "$build/obj/gpu_ops.o" "$build/obj/gpu_nn_ops.o" -o "$bin_parity" \
+        "$cxx" "$build/obj/test_parity.o" "$build/obj/test_parity_model.o" "$build/obj/test_parity_nn.o" \
+            "$build/obj/test_cuda_gpu_only.o" "$build/obj/gpu_main.o" "$build/obj/parity_gpu.o" \
+            "$build/obj/parity_gpu_nn.o" "$build/obj/gpu_only.o" -o "$bin_parity" \
             -L"$cuda_lib" -Wl,-rpath,"$cuda_lib" -lcudart -lcublas -lcusolver -pthread
         echo "+ link test_cuda_nn_emulated"
-        "$cxx" "$build/obj/test_cuda_nn_parity.o" "$build/obj/gpu_main.o" "$build/obj/nn_host_emulation.o" \
+        "$cxx" "$build/obj/test_parity_nn.o" "$build/obj/gpu_main.o" "$build/obj/parity_emulated.o" \
             -o "$bin_emulated" -L"$cuda_lib" -Wl,-rpath,"$cuda_lib" -lcudart -pthread
     }
     export repo deps build jobs CUDA_ARCH have_benchmark bin_status bin_parity bin_bench bin_emulated bin_bench_llama

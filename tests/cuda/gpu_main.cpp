@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
         if (gpu_test::no_device())
             std::printf("no CUDA device: %d GPU tests skipped\n", gpu_test::registered());
         else
-            std::printf("CUDA device: %s\n", gpu::device_description().c_str());
+            std::printf("CUDA device: %s\n", parity::device_description().c_str());
         std::fflush(stdout);
     }
     doctest::Context context(argc, argv);

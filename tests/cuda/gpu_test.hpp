@@ -11,7 +11,7 @@
 
 #include <doctest/doctest.h>
 
-#include "gpu_ops.hpp"
+#include "parity_device.hpp"
 
 namespace gpu_test {
 
@@ -23,7 +23,7 @@ inline int& registered() {
 
 /// True when no usable CUDA device is visible (asked once).
 inline bool no_device() {
-    static const bool none = gpu::device_count() == 0;
+    static const bool none = parity::device_count() == 0;
     return none;
 }
 
