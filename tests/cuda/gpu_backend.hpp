@@ -21,9 +21,4 @@ typename Case::template Result<T> run_on_device(const typename Case::template It
     return Case::template run<T>(gpu_backend(), item);
 }
 
-/// Explicit instantiation of run_on_device for one case, float and double.
-#define LORANULL_PARITY_ON_GPU(Case)                                                            \
-    template Case::Result<float> run_on_device<Case, float>(const Case::Item<float>&);           \
-    template Case::Result<double> run_on_device<Case, double>(const Case::Item<double>&);
-
 }  // namespace parity

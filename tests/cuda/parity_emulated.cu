@@ -97,9 +97,6 @@ typename Case::template Result<T> run_on_device(const typename Case::template It
     return Case::template run<T>(emulated(), item);
 }
 
-#define LORANULL_PARITY_EMULATED(Case)                                                          \
-    template Case::Result<float> run_on_device<Case, float>(const Case::Item<float>&);           \
-    template Case::Result<double> run_on_device<Case, double>(const Case::Item<double>&);
-LORANULL_PARITY_NN_CASES(LORANULL_PARITY_EMULATED)
+LORANULL_PARITY_NN_CASES(LORANULL_PARITY_INSTANTIATE)
 
 }  // namespace parity

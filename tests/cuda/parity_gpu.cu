@@ -27,6 +27,6 @@ std::string device_description() {
     return text;
 }
 
-LORANULL_PARITY_LINALG_CASES(LORANULL_PARITY_ON_GPU)
+LORANULL_PARITY_LINALG_CASES(LORANULL_PARITY_INSTANTIATE)
 
 }  // namespace parity

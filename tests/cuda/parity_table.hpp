@@ -62,3 +62,9 @@ template <class Case, class T>
 typename Case::template Result<T> run_on_device(const typename Case::template Item<T>& item);
 
 }  // namespace parity
+
+/// The explicit instantiation of run_on_device for the row `Case`, float and
+/// double (inside namespace parity, after run_on_device's definition).
+#define LORANULL_PARITY_INSTANTIATE(Case)                                                       \
+    template Case::Result<float> run_on_device<Case, float>(const Case::Item<float>&);           \
+    template Case::Result<double> run_on_device<Case, double>(const Case::Item<double>&);
