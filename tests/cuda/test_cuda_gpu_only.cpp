@@ -40,6 +40,21 @@ double eps() {
     return std::numeric_limits<T>::epsilon();
 }
 
+/// An error case and the words its message must contain.
+struct ExpectedError {
+    gpu::ErrorCase which;
+    std::vector<std::string> parts;
+};
+
+void check_messages(const std::vector<ExpectedError>& cases) {
+    for (const auto& c : cases) {
+        const std::string message = gpu::error_message(c.which);
+        CAPTURE(message);
+        CHECK_FALSE(message.empty());
+        for (const auto& part : c.parts) CHECK(message.find(part) != std::string::npos);
+    }
+}
+
 }  // namespace
 
 TEST_CASE("tensor-core covariance (bf16 and fp16 in, fp32 accumulation) matches the CPU on the rounded inputs" *
@@ -73,11 +88,7 @@ TEST_CASE("tensor-core covariance (bf16 and fp16 in, fp32 accumulation) matches 
 
 TEST_CASE("GPU error paths throw loranull::error naming the function and the shapes" * requires_gpu()) {
     using gpu::ErrorCase;
-    struct Expect {
-        ErrorCase which;
-        std::vector<std::string> parts;
-    };
-    const std::vector<Expect> cases{
+    const std::vector<ExpectedError> cases{
         {ErrorCase::gemm_shape, {"loranull::CudaBackend::gemm", "out is 5 x 2"}},
         {ErrorCase::gemm_alias, {"CudaBackend::gemm", "alias"}},
         {ErrorCase::syrk_shape, {"CudaBackend::syrk_lower", "X is 4 x 2", "out is 3 x 3"}},
@@ -98,12 +109,7 @@ TEST_CASE("GPU error paths throw loranull::error naming the function and the sha
         {ErrorCase::null_space_deficient_throws, {"null_space", "rank-deficient"}},
         {ErrorCase::bad_device, {"CudaBackend::CudaBackend", "requested"}},
     };
-    for (const auto& c : cases) {
-        const std::string message = gpu::error_message(c.which);
-        CAPTURE(message);
-        CHECK_FALSE(message.empty());
-        for (const auto& part : c.parts) CHECK(message.find(part) != std::string::npos);
-    }
+    check_messages(cases);
 }
 
 TEST_CASE("DeviceMatrix: deep copies, moves, copy-assignment, stream ordering" * requires_gpu()) {
@@ -113,11 +119,7 @@ TEST_CASE("DeviceMatrix: deep copies, moves, copy-assignment, stream ordering" *
 TEST_CASE("NN kernels on the GPU: bad arguments throw loranull::error naming the function and the values" *
           requires_gpu()) {
     using gpu::ErrorCase;
-    struct Expect {
-        ErrorCase which;
-        std::vector<std::string> parts;
-    };
-    const std::vector<Expect> cases{
+    const std::vector<ExpectedError> cases{
         {ErrorCase::embedding_bad_token,
          {"loranull::CudaBackend::embedding_forward", "token id 7 at position 1", "vocabulary of 5"}},
         {ErrorCase::embedding_backward_shape, {"CudaBackend::embedding_backward", "dX is 3 x 1", "2 tokens"}},
@@ -129,10 +131,5 @@ TEST_CASE("NN kernels on the GPU: bad arguments throw loranull::error naming the
         {ErrorCase::cross_entropy_target, {"CudaBackend::cross_entropy_forward", "target 5 at position 1"}},
         {ErrorCase::adamw_shape, {"CudaBackend::adamw_update", "grad is 2 x 3"}},
     };
-    for (const auto& c : cases) {
-        const std::string message = gpu::error_message(c.which);
-        CAPTURE(message);
-        CHECK_FALSE(message.empty());
-        for (const auto& part : c.parts) CHECK(message.find(part) != std::string::npos);
-    }
+    check_messages(cases);
 }
