@@ -47,7 +47,7 @@ using loranull::DeviceMatrix;
 using loranull::Index;
 namespace detail = loranull::cuda_detail;
 
-/// Never destroyed (see tests/cuda/gpu_ops.cu): no handle teardown at exit.
+/// Never destroyed (see tests/cuda/gpu_backend.hpp): no handle teardown at exit.
 CudaBackend& backend() {
     static CudaBackend* instance = new CudaBackend(0);
     return *instance;

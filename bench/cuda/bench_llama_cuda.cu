@@ -37,7 +37,7 @@ namespace {
 using namespace loranull;
 constexpr Index kSeq = 256;
 
-/// Never destroyed (see tests/cuda/gpu_ops.cu): no handle teardown at exit.
+/// Never destroyed (see tests/cuda/gpu_backend.hpp): no handle teardown at exit.
 CudaBackend& backend() {
     static CudaBackend* instance = new CudaBackend(0);
     return *instance;
