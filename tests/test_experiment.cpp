@@ -4,9 +4,6 @@
 // must hold at any scale, the outputs, and every bad input.
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +15,7 @@
 
 #include <loranull/backend/cpu/cpu_backend.hpp>
 
+#include "run_tool.hpp"
 #include "corpus.hpp"
 #include "evaluate.hpp"
 #include "report.hpp"
@@ -33,45 +31,12 @@ namespace fs = std::filesystem;
 namespace {
 
 /// A scratch folder for this process, removed at exit.
-fs::path work_dir() {
-    struct Scratch {
-        fs::path dir = fs::temp_directory_path() / ("loranull_test_experiment_" + std::to_string(::getpid()));
-        Scratch() {
-            fs::remove_all(dir);
-            fs::create_directories(dir);
-        }
-        ~Scratch() {
-            std::error_code ec;
-            fs::remove_all(dir, ec);
-        }
-    };
-    static const Scratch scratch;
-    return scratch.dir;
-}
+const fs::path& work_dir() { return test::scratch_dir("test_experiment"); }
 
-std::string slurp(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
+using test::slurp;
+using Result = test::ToolResult;
 
-struct Result {
-    int status = -1;
-    std::string out, err;
-};
-
-Result run(const std::string& binary, const std::string& args) {
-    const fs::path out = work_dir() / "stdout.txt", err = work_dir() / "stderr.txt";
-    const std::string command =
-        "'" + binary + "' " + args + " >'" + out.string() + "' 2>'" + err.string() + "'";
-    const int raw = std::system(command.c_str());
-    Result r;
-    r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-    r.out = slurp(out);
-    r.err = slurp(err);
-    return r;
-}
+Result run(const std::string& binary, const std::string& args) { return test::run_tool(binary, args, work_dir()); }
 
 /// A tiny pre-trained model (seconds of training), made once for the suite.
 const fs::path& tiny_model() {

@@ -16,14 +16,13 @@
 #include <set>
 #include <sstream>
 #include <string>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
 #include <loranull/io/hf_checkpoint.hpp>
 #include <loranull/llama/model.hpp>
 
+#include "run_tool.hpp"
 #include "test_util.hpp"
 
 #ifndef LORANULL_BUILD_PATH
@@ -39,57 +38,14 @@ using Tokens = std::vector<std::int32_t>;
 namespace {
 CpuBackend cpu;
 
-struct TempDir {
-    fs::path path = fs::temp_directory_path() / ("loranull_test_build_" + std::to_string(::getpid()));
-    TempDir() {
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
+using test::line_count;
+using test::q;
+using test::slurp;
+using Result = test::ToolResult;
 
-const fs::path& dir() {
-    static const TempDir d;
-    return d.path;
-}
+const fs::path& dir() { return test::scratch_dir("test_build"); }
 
-std::string slurp(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
-std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
-
-struct Result {
-    int status = -1;
-    std::string out, err;
-};
-
-Result run(const std::string& args) {
-    const fs::path out = dir() / "stdout.txt", err = dir() / "stderr.txt";
-    const std::string command =
-        std::string("'") + LORANULL_BUILD_PATH + "' " + args + " >" + q(out) + " 2>" + q(err);
-    const int raw = std::system(command.c_str());
-    Result r;
-    r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-    r.out = slurp(out);
-    r.err = slurp(err);
-    return r;
-}
-
-/// Lines of s that are not empty.
-int line_count(const std::string& s) {
-    int n = 0;
-    std::stringstream in(s);
-    std::string line;
-    while (std::getline(in, line)) n += !line.empty();
-    return n;
-}
+Result run(const std::string& args) { return test::run_tool(LORANULL_BUILD_PATH, args, dir()); }
 
 LlamaConfig config_a() {  // GQA, untied
     LlamaConfig c;
@@ -130,7 +86,7 @@ void write_checkpoint(const LlamaConfig& config, std::uint64_t seed, io::Dtype d
         block.attn_norm = cpu.upload(random_uniform<float>(config.dim, 1, rng, 0.5, 1.5));
         block.mlp_norm = cpu.upload(random_uniform<float>(config.dim, 1, rng, 0.5, 1.5));
     }
-    save_hf_checkpoint(model, path, dtype);
+    io::save_hf_checkpoint(model, path, dtype);
     if (!sharded) return;
     io::SafetensorsReader whole(path / "model.safetensors");
     io::SafetensorsWriter first, second;
@@ -188,7 +144,7 @@ const Fixture& fixture() {
 /// The output model of `out` with the adapters of out/adapter attached
 /// (W_res + s B A for every adapted projection), as PEFT would compute it.
 LlamaModel<CpuBackend, float> adapted_model(const fs::path& out) {
-    auto model = load_hf_checkpoint<float>(cpu, out / "model");
+    auto model = io::load_hf_checkpoint<float>(cpu, out / "model");
     io::SafetensorsReader adapter(out / "adapter" / "adapter_model.safetensors");
     const json config = json::parse(slurp(out / "adapter" / "adapter_config.json"));
     const double scale = double(config["lora_alpha"]) / double(config["r"]);
@@ -256,9 +212,9 @@ TEST_CASE("lora-null on a sharded GQA checkpoint in F32: logits kept, sharding k
     CHECK(index["weight_map"] == json::parse(slurp(fx.a_f32 / "model.safetensors.index.json"))["weight_map"]);
 
     // Logits at initialisation: the residual model with its adapters = the input model.
-    auto original = load_hf_checkpoint<float>(cpu, fx.a_f32);
+    auto original = io::load_hf_checkpoint<float>(cpu, fx.a_f32);
     auto adapted = adapted_model(out);
-    auto residual_only = load_hf_checkpoint<float>(cpu, out / "model");
+    auto residual_only = io::load_hf_checkpoint<float>(cpu, out / "model");
     const Tokens probe = other_tokens(2 * 16, config_a().vocab_size);
     const Mat<float> expected = original.forward(probe, 16);
     const double error = test::relative_error(adapted.forward(probe, 16), expected);
@@ -294,7 +250,7 @@ TEST_CASE("lora-null on a sharded GQA checkpoint in F32: logits kept, sharding k
     for (Index l = 0; l < 3; ++l)
         for (std::size_t i = 0; i < 4; ++i) {
             const auto path = out / "covariances" / ("layer-" + std::to_string(l) + "." + names[i] + ".safetensors");
-            const auto streamed = load_covariance<double>(cpu, path);
+            const auto streamed = io::load_covariance<double>(cpu, path);
             CHECK(streamed.tokens() == Fixture::samples * Fixture::seq_len);
             CHECK(streamed.samples() == Fixture::samples);
             // Same float activations, summed in double in another order: a few
@@ -347,7 +303,7 @@ TEST_CASE("BF16 checkpoints (sharded GQA, single-file tied): dtypes kept, adapte
         // Elementwise, W = W_res + s B A up to the rounding of the three stored
         // BF16 tensors (unit roundoff u = 2^-8): |W - W_res' - s B' A'| <=
         // u |W_res| + s (2u + u^2) |B| |A| (+ the double computation's 1e-12).
-        HfCheckpointReader in(c.model), res(out / "model");
+        io::HfCheckpointReader in(c.model), res(out / "model");
         const double u = std::ldexp(1.0, -8), s = 2.0;
         double worst = 0;
         for (Index l = 0; l < c.config.n_layers; ++l)
@@ -368,7 +324,7 @@ TEST_CASE("BF16 checkpoints (sharded GQA, single-file tied): dtypes kept, adapte
 
         // Logits: the adapted model's effective weights are W to within the
         // bound above (about 3u relative); the logits follow to a few u.
-        auto original = load_hf_checkpoint<float>(cpu, c.model);
+        auto original = io::load_hf_checkpoint<float>(cpu, c.model);
         auto adapted = adapted_model(out);
         const Tokens probe = other_tokens(2 * 16, c.config.vocab_size);
         const double error = test::relative_error(adapted.forward(probe, 16), original.forward(probe, 16));

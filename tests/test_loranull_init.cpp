@@ -12,9 +12,8 @@
 #include <fstream>
 #include <sstream>
 #include <string>
-#include <sys/wait.h>
-#include <unistd.h>
 
+#include "run_tool.hpp"
 #include "test_util.hpp"
 
 #ifndef LORANULL_INIT_PATH
@@ -28,58 +27,16 @@ namespace fs = std::filesystem;
 namespace {
 CpuBackend cpu;
 
-/// A folder of this process only (ctest runs the test cases in parallel, each
-/// in its own process), removed at exit.
-struct TempDir {
-    fs::path path = fs::temp_directory_path() / ("loranull_test_init_" + std::to_string(::getpid()));
-    TempDir() {
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
+using test::q;
+using test::slurp;
+using Result = test::ToolResult;
 
-const fs::path& dir() {
-    static const TempDir d;
-    return d.path;
-}
+const fs::path& dir() { return test::scratch_dir("test_init"); }
 
 fs::path file(const std::string& name) { return dir() / name; }
 
-std::string slurp(const fs::path& path) {
-    std::ifstream in(path);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
-struct Result {
-    int status = -1;
-    std::string out, err;
-};
-
 /// Runs loranull-init with `args` (already quoted where needed).
-Result run(const std::string& args) {
-    const fs::path out = file("stdout.txt"), err = file("stderr.txt");
-    const std::string command = std::string("'") + LORANULL_INIT_PATH + "' " + args + " >'" + out.string() + "' 2>'" +
-                                err.string() + "'";
-    const int raw = std::system(command.c_str());
-    Result r;
-    r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-    r.out = slurp(out);
-    r.err = slurp(err);
-    return r;
-}
-
-std::string q(const fs::path& p) {
-    std::string quoted(1, '\'');
-    quoted.append(p.string());
-    quoted.push_back('\'');
-    return quoted;
-}
+Result run(const std::string& args) { return test::run_tool(LORANULL_INIT_PATH, args, dir()); }
 
 /// A safetensors file written by hand (the writer only writes 2-D matrices
 /// and integers): `header` lists the tensors, `data` their bytes.

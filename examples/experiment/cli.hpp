@@ -1,9 +1,9 @@
 #pragma once
-// Command-line options: --name value pairs and --flags, every name declared,
-// anything else refused with one clear message.
+// Command-line options of the experiment's programs: parsed by the tools' one
+// parser (tools/tool_options.hpp: every name declared, "--name value" or
+// "--name=value", anything else refused with one clear message), read here
+// with the ranges each option allows.
 
-#include <cstdlib>
-#include <map>
 #include <set>
 #include <sstream>
 #include <string>
@@ -11,46 +11,41 @@
 
 #include <loranull/core/error.hpp>
 
+#include "../../tools/tool_options.hpp"
+
 namespace experiment {
 
 class Args {
 public:
-    /// `valued`: options that take a value; `flags`: options that do not.
-    Args(int argc, char** argv, std::set<std::string> valued, std::set<std::string> flags)
-        : valued_(std::move(valued)), flags_(std::move(flags)) {
-        for (int i = 1; i < argc; ++i) {
-            const std::string a = argv[i];
-            if (flags_.count(a)) {
-                present_.insert(a);
-            } else if (valued_.count(a)) {
-                loranull::require(i + 1 < argc, "options", a, " needs a value");
-                values_[a] = argv[++i];
-            } else {
-                loranull::fail("options", "unknown option '", a, "' (--help lists the options)");
-            }
-        }
+    /// `valued`: options that take a value; `flags`: options that do not;
+    /// -h/--help print `help` and exit 0.
+    Args(int argc, char** argv, const std::set<std::string>& valued, const std::set<std::string>& flags,
+         const std::string& help)
+        : line_(help) {
+        for (const std::string& name : valued) line_.value(name);
+        for (const std::string& name : flags) line_.flag(name);
+        line_.parse(argc, argv);
     }
 
-    bool flag(const std::string& name) const { return present_.count(name) > 0; }
-    bool has(const std::string& name) const { return values_.count(name) > 0; }
-
-    std::string get(const std::string& name, const std::string& fallback) const {
-        const auto it = values_.find(name);
-        return it == values_.end() ? fallback : it->second;
-    }
+    bool flag(const std::string& name) const { return line_.has(name); }
+    bool has(const std::string& name) const { return line_.has(name); }
+    std::string get(const std::string& name, const std::string& fallback) const { return line_.get(name, fallback); }
 
     long integer(const std::string& name, long fallback, long lo, long hi) const {
         if (!has(name)) return fallback;
-        const std::string& s = values_.at(name);
-        char* end = nullptr;
-        const long v = std::strtol(s.c_str(), &end, 10);
-        loranull::require(end && *end == '\0' && !s.empty() && v >= lo && v <= hi, "options", name, " ", s,
-                          ": need an integer in ", lo, " .. ", hi);
+        const std::string s = get(name, "");
+        long v = 0;
+        try {
+            v = loranull::tools::parse_integer<long>(name, s);
+        } catch (const loranull::tools::UsageError&) {
+            v = lo - 1;  // reported below, with the range
+        }
+        loranull::require(v >= lo && v <= hi && lo <= hi, "options", name, " ", s, ": need an integer in ", lo, " .. ", hi);
         return v;
     }
 
     double real(const std::string& name, double fallback, double lo, double hi) const {
-        return has(name) ? parse_real(name, values_.at(name), lo, hi) : fallback;
+        return has(name) ? parse_real(name, get(name, ""), lo, hi) : fallback;
     }
 
     /// A comma-separated list ("1e-3,3e-3").
@@ -64,16 +59,17 @@ public:
     }
 
     static double parse_real(const std::string& name, const std::string& s, double lo, double hi) {
-        char* end = nullptr;
-        const double v = std::strtod(s.c_str(), &end);
-        loranull::require(end && *end == '\0' && !s.empty() && v >= lo && v <= hi, "options", name, " ", s,
-                          ": need a number in ", lo, " .. ", hi);
+        double v = lo - 1;
+        try {
+            v = loranull::tools::parse_number(name, s);
+        } catch (const loranull::tools::UsageError&) {
+        }
+        loranull::require(v >= lo && v <= hi, "options", name, " ", s, ": need a number in ", lo, " .. ", hi);
         return v;
     }
 
 private:
-    std::set<std::string> valued_, flags_, present_;
-    std::map<std::string, std::string> values_;
+    loranull::tools::CommandLine line_;
 };
 
 }  // namespace experiment

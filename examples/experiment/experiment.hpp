@@ -141,7 +141,7 @@ RunResult run(const loranull::LlamaModel<Bk, float>& pretrained, Method method, 
         for (std::size_t l = 0; l < model.blocks.size(); ++l)
             for (ProjectionKind p : loranull::all_projections) {
                 const auto& a0 = model.blocks[l][p].lora->A0;
-                const auto& u = (*spaces[l][static_cast<std::size_t>(loranull::input_of(p))]).basis;
+                const auto& u = spaces[l][static_cast<std::size_t>(loranull::input_of(p))].basis;
                 auto a = b.template convert<double>(a0);
                 auto residual = a;
                 const auto au = loranull::product(b, a, u);                                          // r x r
@@ -157,7 +157,7 @@ RunResult run(const loranull::LlamaModel<Bk, float>& pretrained, Method method, 
     schedule.peak_lr = lr;
     char label[64];
     std::snprintf(label, sizeof label, "%s lr %.0e s%llu", method_name(method), lr, static_cast<unsigned long long>(seed));
-    Progress progress(label, schedule.steps, setup.quiet);
+    loranull::io::ProgressBar progress(label, schedule.steps, 0, "steps", setup.quiet);
     result.losses = train(model, schedule, setup.seq_len,
                           [&](long) { return task_batch(task, setup.batch, setup.seq_len, data_rng); }, progress);
     result.diverged = static_cast<long>(result.losses.size()) < schedule.steps;

@@ -53,15 +53,10 @@ measures what each keeps of its knowledge and what it learns.
 
 int main(int argc, char** argv) {
     try {
-        for (int i = 1; i < argc; ++i)
-            if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
-                std::fputs(usage, stdout);
-                return 0;
-            }
         const Args args(argc, argv,
                         {"--model", "--text", "--out", "--methods", "--rank", "--steps", "--batch", "--lr", "--lr-full",
                          "--lr-adapter", "--seeds", "--calib-samples", "--digits", "--device", "--merge"},
-                        {"--sweep", "--quiet"});
+                        {"--sweep", "--quiet"}, usage);
         if (args.has("--merge")) return merge_outputs(args);
         const std::string device = args.get("--device", "cpu");
         require(device == "cpu" || device == "cuda", "options", "--device ", device, ": choose cpu or cuda");

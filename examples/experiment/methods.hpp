@@ -18,56 +18,68 @@
 #include <string>
 #include <vector>
 
-#include <loranull/linalg/covariance.hpp>
-#include <loranull/linalg/null_space.hpp>
-#include <loranull/lora/initialisers.hpp>
+#include <loranull/io/progress_bar.hpp>
+#include <loranull/llama/calibration.hpp>
 #include <loranull/llama/model.hpp>
+#include <loranull/lora/methods.hpp>
 
 #include "corpus.hpp"
-#include "progress.hpp"
 
 namespace experiment {
 
 enum class Method { full, lora, pissa, milora, corda, lora_null_v1, lora_null_v2 };
 
-inline constexpr std::array<Method, 7> all_methods = {Method::full,  Method::lora,         Method::pissa,
-                                                      Method::milora, Method::corda, Method::lora_null_v1,
-                                                      Method::lora_null_v2};
+/// Each arm of the experiment: its name, and the library method (the row of
+/// loranull::method_table) whose initialisation and trainable factors it
+/// uses; full fine-tuning has none.
+struct Arm {
+    Method method;
+    const char* name;
+    const char* library_method;  // nullptr: full fine-tuning
+};
 
-inline const char* method_name(Method m) {
-    switch (m) {
-        case Method::full: return "full";
-        case Method::lora: return "lora";
-        case Method::pissa: return "pissa";
-        case Method::milora: return "milora";
-        case Method::corda: return "corda";
-        case Method::lora_null_v1: return "lora-null-v1";
-        case Method::lora_null_v2: return "lora-null-v2";
-    }
-    return "?";
-}
+inline constexpr Arm arms[] = {
+    {Method::full, "full", nullptr},
+    {Method::lora, "lora", "lora"},
+    {Method::pissa, "pissa", "pissa"},
+    {Method::milora, "milora", "milora"},
+    {Method::corda, "corda", "corda-kpm"},
+    {Method::lora_null_v1, "lora-null-v1", "lora-null-v1"},
+    {Method::lora_null_v2, "lora-null-v2", "lora-null-v2"},
+};
+
+inline const Arm& arm_of(Method m) { return arms[static_cast<std::size_t>(m)]; }
+inline const char* method_name(Method m) { return arm_of(m).name; }
 
 inline Method parse_method(const std::string& name) {
     std::string known;
-    for (Method m : all_methods) {
-        if (name == method_name(m)) return m;
-        known += std::string(known.empty() ? "" : ", ") + method_name(m);
+    for (const Arm& a : arms) {
+        if (name == a.name) return a.method;
+        known += std::string(known.empty() ? "" : ", ") + a.name;
     }
     loranull::fail("options", "unknown method '", name, "' (choose from ", known, ")");
 }
 
-/// Whether the method replaces the projections by W_res + s B A.
-inline bool uses_adapters(Method m) { return m != Method::full; }
-inline bool needs_null_space(Method m) { return m == Method::lora_null_v1 || m == Method::lora_null_v2; }
+/// The library's row for an adapter arm (nullptr for full fine-tuning).
+inline const loranull::MethodInfo* library_method(Method m) {
+    return arm_of(m).library_method ? &loranull::parse_method(arm_of(m).library_method) : nullptr;
+}
 
-/// One covariance per block and distinct linear input (SPEC.md section 1),
-/// plus the first `probe_tokens` activations of each, kept to measure the
-/// SPEC.md section 4 bound after training.
+/// Whether the method replaces the projections by W_res + s B A.
+inline bool uses_adapters(Method m) { return library_method(m) != nullptr; }
+inline bool needs_null_space(Method m) {
+    return uses_adapters(m) && library_method(m)->method == loranull::Method::lora_null;
+}
+
+/// The calibration of the experiment: one covariance per block and distinct
+/// linear input (loranull::ModelCalibration, SPEC.md section 1), plus the
+/// first `probe_tokens` activations of each, kept to measure the SPEC.md
+/// section 4 bound after training.
 template <class Bk>
 struct Calibration {
     using Activations = loranull::matrix_t<Bk, float>;
-    std::vector<std::array<std::optional<loranull::Covariance<Bk, double>>, 4>> covariance;  // [layer][input]
-    std::vector<std::array<Activations, 4>> probe;                                      // [layer][input], n x probe tokens
+    std::optional<loranull::ModelCalibration<Bk, double>> covariances;
+    std::vector<std::array<Activations, 4>> probe;  // [layer][input], n x probe tokens
     Index tokens = 0;
     Index samples = 0;
 };
@@ -78,15 +90,12 @@ Calibration<Bk> calibrate(loranull::LlamaModel<Bk, float>& model, const std::vec
                           Index probe_tokens, bool quiet) {
     Bk& b = model.backend();
     Calibration<Bk> cal;
-    const std::size_t layers = static_cast<std::size_t>(model.config.n_layers);
-    cal.covariance.resize(layers);
-    cal.probe.resize(layers);
-    Progress progress("calibration", static_cast<long>(batches.size()), quiet);
+    cal.covariances.emplace(b, model.config, loranull::Normalisation::plain, "knowledge calibration");
+    cal.probe.resize(static_cast<std::size_t>(model.config.n_layers));
+    loranull::io::ProgressBar progress("calibration", static_cast<long>(batches.size()), 0, "batches", quiet);
     for (std::size_t i = 0; i < batches.size(); ++i) {
         model.forward(batches[i].tokens, seq_len, [&](Index layer, loranull::LinearInput input, const auto& x) {
-            auto& slot = cal.covariance[static_cast<std::size_t>(layer)][static_cast<std::size_t>(input)];
-            if (!slot) slot.emplace(b, x.rows(), loranull::Normalisation::plain, "knowledge calibration");
-            slot->add_samples(x, seq_len);
+            cal.covariances->add(layer, input, x, seq_len);
             auto& probe = cal.probe[static_cast<std::size_t>(layer)][static_cast<std::size_t>(input)];
             const Index have = probe.cols(), take = std::min<Index>(probe_tokens - have, x.cols());
             if (take > 0) {
@@ -103,7 +112,7 @@ Calibration<Bk> calibrate(loranull::LlamaModel<Bk, float>& model, const std::vec
         });
         cal.tokens += static_cast<Index>(batches[i].tokens.size());
         cal.samples += static_cast<Index>(batches[i].tokens.size()) / seq_len;
-        progress.update(static_cast<long>(i + 1));
+        progress.advance();
     }
     return cal;
 }
@@ -111,24 +120,22 @@ Calibration<Bk> calibrate(loranull::LlamaModel<Bk, float>& model, const std::vec
 /// Null spaces per block and input, computed once and shared by q/k/v and
 /// gate/up (and by v1 and v2).
 template <class Bk>
-using NullSpaces = std::vector<std::array<std::optional<loranull::NullSpace<Bk, double>>, 4>>;
+using NullSpaces = std::vector<std::array<loranull::NullSpace<Bk, double>, 4>>;
 
 template <class Bk>
 NullSpaces<Bk> null_spaces(const Calibration<Bk>& cal, Index rank) {
-    NullSpaces<Bk> out(cal.covariance.size());
-    for (std::size_t l = 0; l < cal.covariance.size(); ++l)
-        for (std::size_t i = 0; i < 4; ++i) out[l][i].emplace(loranull::null_space(*cal.covariance[l][i], rank));
+    NullSpaces<Bk> out;
+    for (Index l = 0; l < cal.covariances->layers(); ++l) out.push_back(cal.covariances->block(l).null_spaces(rank));
     return out;
 }
 
 /// Checks up front that `rank` fits every projection, so that a bad --rank
 /// fails with one message before any work.
 inline void check_rank(const loranull::LlamaConfig& c, Index rank) {
-    const Index kv = c.n_kv_heads * c.head_dim();
-    const Index smallest = std::min({c.dim, kv, c.hidden_dim});
+    const Index smallest = loranull::max_rank(c);
     loranull::require(rank >= 1 && rank <= smallest, "options", "--rank ", rank,
-                      " does not fit the model: its smallest projection is ", smallest,
-                      " wide (dim ", c.dim, ", kv ", kv, ", hidden ", c.hidden_dim, "), so 1 <= rank <= ", smallest);
+                      " does not fit the model: its smallest projection is ", smallest, " wide (dim ", c.dim, ", kv ",
+                      c.n_kv_heads * c.head_dim(), ", hidden ", c.hidden_dim, "), so 1 <= rank <= ", smallest);
 }
 
 /// Turns `model` (the pre-trained one, copied) into what `method` trains.
@@ -137,30 +144,17 @@ void apply_method(loranull::LlamaModel<Bk, float>& model, Method method, const C
                   const NullSpaces<Bk>* spaces, Index rank, std::uint64_t seed) {
     using loranull::ProjectionKind;
     Bk& b = model.backend();
-    if (!uses_adapters(method)) {
-        model.set_full_finetune(true);
-        return;
-    }
-    model.set_full_finetune(false);
+    const loranull::MethodInfo* info = library_method(method);
+    model.set_full_finetune(info == nullptr);
+    if (!info) return;
     for (std::size_t l = 0; l < model.blocks.size(); ++l) {
+        const auto& block = cal->covariances->block(static_cast<Index>(l));
         for (ProjectionKind p : loranull::all_projections) {
-            const std::size_t input = static_cast<std::size_t>(loranull::input_of(p));
             auto& proj = model.blocks[l][p];
-            const auto& w = proj.weight;
             // One seed per projection for LoRA's random A.
             const loranull::LoraConfig config(rank, {}, seed * 1000 + l * 7 + static_cast<std::uint64_t>(p));
-            loranull::LoraFactors<Bk, float> factors;
-            switch (method) {
-                case Method::lora: factors = loranull::lora(b, w, config); break;
-                case Method::pissa: factors = loranull::pissa(b, w, config); break;
-                case Method::milora: factors = loranull::milora(b, w, config); break;
-                case Method::corda: factors = loranull::corda_kpm(b, w, *cal->covariance[l][input], config); break;
-                case Method::lora_null_v1:
-                case Method::lora_null_v2: factors = loranull::lora_null(b, w, *(*spaces)[l][input], config); break;
-                case Method::full: break;
-            }
-            proj.attach(b, std::move(factors),
-                        method == Method::lora_null_v2 ? loranull::Trainable::B_only : loranull::Trainable::both);
+            const auto data = block.data_for(p, spaces && !spaces->empty() ? &(*spaces)[l] : nullptr);
+            proj.attach(b, loranull::initialise(b, proj.weight, info->method, data, config), info->trainable);
         }
     }
 }

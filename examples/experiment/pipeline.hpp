@@ -175,7 +175,7 @@ int run_experiment(Bk& backend, const Args& args) {
     // --- the pre-trained model and its data -----------------------------------
     require(fs::is_directory(model_dir), "options", "--model ", model_dir.string(),
             " is not a folder (the shipped checkpoint is data/jargon-facts-llama; loranull-pretrain makes one)");
-    LlamaModel<Bk, float> pretrained = load_hf_checkpoint<float>(backend, model_dir);
+    LlamaModel<Bk, float> pretrained = loranull::io::load_hf_checkpoint<float>(backend, model_dir);
     require(pretrained.config.vocab_size == 256, "checkpoint", model_dir.string(), " has a vocabulary of ",
             pretrained.config.vocab_size, "; the experiment is byte-level (256)");
     check_rank(pretrained.config, setup.rank);
@@ -210,7 +210,6 @@ int run_experiment(Bk& backend, const Args& args) {
     Calibration<Bk> cal;
     NullSpaces<Bk> spaces;
     std::vector<std::pair<std::string, std::vector<double>>> spectra;
-    const char* input_names[] = {"attn_in", "o_in", "mlp_in", "down_in"};
     {  // always: the spectra are part of the report, and calibration costs one pass
         cal = calibrate(pretrained, calibration, setup.text_seq_len, 2048, quiet);
         std::printf("calibration: %ld samples, %ld tokens\n", long(cal.samples), long(cal.tokens));
@@ -218,18 +217,18 @@ int run_experiment(Bk& backend, const Args& args) {
         const std::pair<Index, LinearInput> shown[] = {
             {0, LinearInput::attn_in}, {last, LinearInput::attn_in}, {0, LinearInput::down_in}, {last, LinearInput::down_in}};
         for (const auto& [layer, input] : shown) {
-            const auto& c = *cal.covariance[static_cast<std::size_t>(layer)][static_cast<std::size_t>(input)];
+            const auto& c = cal.covariances->block(layer).covariance(input);
             auto eigen = backend.symmetric_eigen(c.matrix());
             std::vector<double> values(eigen.values.rbegin(), eigen.values.rend());
-            spectra.push_back({"block" + std::to_string(layer) + "." + input_names[static_cast<int>(input)], values});
+            spectra.push_back({"block" + std::to_string(layer) + "." + loranull::input_name(input), values});
         }
     }
     if (any_null) {
         spaces = null_spaces(cal, setup.rank);
         for (std::size_t l = 0; l < spaces.size(); ++l)
             for (std::size_t i = 0; i < 4; ++i)
-                if (const std::string m = spaces[l][i]->rank_report.message(); !m.empty())
-                    std::printf("warning: block %zu %s: %s\n", l, input_names[i], m.c_str());
+                if (const std::string m = spaces[l][i].rank_report.message(); !m.empty())
+                    std::printf("warning: block %zu %s: %s\n", l, loranull::input_name(loranull::all_inputs[i]), m.c_str());
     }
 
     // --- every method, rate and seed -------------------------------------------

@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <string>
 
-#include "progress.hpp"
+#include <loranull/io/atomic_file.hpp>
 
 namespace experiment {
 
@@ -23,7 +23,7 @@ inline bool plot_png(const std::filesystem::path& png, std::string script) {
     for (std::size_t at = script.find(token); at != std::string::npos; at = script.find(token))
         script.replace(at, token.size(), tmp);
     const std::filesystem::path gp = png.string() + ".gp";
-    write_file_atomically(gp, script);
+    loranull::io::write_text_atomically(gp, script);
     if (!gnuplot_available()) {
         std::fprintf(stderr, "note: gnuplot not found (apt-get install gnuplot-nox): %s not drawn\n",
                      png.string().c_str());

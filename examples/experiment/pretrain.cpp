@@ -29,7 +29,6 @@
 #include "corpus.hpp"
 #include "evaluate.hpp"
 #include "plot.hpp"
-#include "progress.hpp"
 #include "training.hpp"
 
 using namespace loranull;
@@ -60,15 +59,10 @@ Pretrains the byte-level LLaMA of the knowledge-retention experiment.
 
 int main(int argc, char** argv) {
     try {
-        for (int i = 1; i < argc; ++i)
-            if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
-                std::fputs(usage, stdout);
-                return 0;
-            }
         const Args args(argc, argv,
                         {"--out", "--text", "--steps", "--batch", "--seq-len", "--lr", "--dim", "--layers", "--heads",
                          "--kv-heads", "--hidden", "--entities", "--fact-fraction", "--seed"},
-                        {"--force", "--quiet"});
+                        {"--force", "--quiet"}, usage);
         require(args.has("--out"), "options", "--out DIR is required");
         const fs::path out = args.get("--out", "");
         const fs::path partial = out.string() + ".partial";
@@ -121,7 +115,7 @@ int main(int argc, char** argv) {
         std::ostringstream curve;
         curve << "step,train_loss_bits,held_out_bits_per_byte,fact_accuracy\n";
         const auto start = std::chrono::steady_clock::now();
-        Progress progress("pretraining", schedule.steps, quiet);
+        loranull::io::ProgressBar progress("pretraining", schedule.steps, 0, "steps", quiet);
         // Evaluate at every tenth of the run: the checkpoint's loss curve.
         const long chunks = std::min<long>(10, schedule.steps);
         const long every = std::max<long>(1, schedule.steps / chunks);
@@ -154,12 +148,12 @@ int main(int argc, char** argv) {
 
         fs::remove_all(partial);
         fs::create_directories(partial);
-        save_hf_checkpoint(model, partial, io::Dtype::F32);
+        io::save_hf_checkpoint(model, partial, io::Dtype::F32);
         std::ostringstream tsv;
         tsv << "entity\tattribute\tvalue\n";
         for (const Fact& f : facts) tsv << f.entity << '\t' << f.attribute << '\t' << f.value << '\n';
-        write_file_atomically(partial / "facts.tsv", tsv.str());
-        write_file_atomically(partial / "loss.csv", curve.str());
+        loranull::io::write_text_atomically(partial / "facts.tsv", tsv.str());
+        loranull::io::write_text_atomically(partial / "loss.csv", curve.str());
         nlohmann::json meta = {
             {"format", "loranull.pretraining/1"},
             {"command", command_line},
@@ -172,7 +166,7 @@ int main(int argc, char** argv) {
             {"result", {{"held_out_bits_per_byte", bpb}, {"fact_accuracy", fact_result.accuracy},
                         {"final_train_bits_per_byte", smoothed}}},
             {"parameters", config.parameter_count()}};
-        write_file_atomically(partial / "pretraining.json", meta.dump(2) + "\n");
+        loranull::io::write_text_atomically(partial / "pretraining.json", meta.dump(2) + "\n");
         plot_png(partial / "loss.png",
                  png_header() + "set datafile separator ','\nset xlabel 'step'\nset ylabel 'bits per byte'\n"
                                 "set y2label 'fact accuracy'\nset y2tics\nset y2range [0:1]\n"

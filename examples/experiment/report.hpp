@@ -14,6 +14,8 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <sstream>
 #include <string>
@@ -21,11 +23,19 @@
 
 #include <nlohmann/json.hpp>
 
+#include <loranull/io/atomic_file.hpp>
+
 #include "experiment.hpp"
 #include "plot.hpp"
-#include "progress.hpp"
 
 namespace experiment {
+
+/// A whole file as bytes (the results.json of earlier runs, for --merge).
+inline std::string read_file(const std::filesystem::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    loranull::require(bool(in), "read_file", "cannot open ", path.string());
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
 
 /// Mean and sample standard deviation (0 for one value).
 struct Spread {
@@ -216,7 +226,7 @@ void write_outputs(const std::filesystem::path& dir, const nlohmann::json& setti
             << r.after.task_answer_bits << ',' << (n ? tail / double(std::min(k, n)) : 0.0) << ',' << r.combined_score()
             << ',' << r.init_logit_change << ',' << r.null_space_residual << ',' << (r.diverged ? 1 : 0) << '\n';
     }
-    write_file_atomically(dir / "runs.csv", csv.str());
+    loranull::io::write_text_atomically(dir / "runs.csv", csv.str());
 
     std::ostringstream sum;
     sum << "method,lr,seeds,trainable,fact_acc_mean,fact_acc_std,text_bpb_mean,text_bpb_std,task_acc_mean,task_acc_std,"
@@ -226,7 +236,7 @@ void write_outputs(const std::filesystem::path& dir, const nlohmann::json& setti
             << ',' << s.fact_accuracy.stddev << ',' << s.text_bits.mean << ',' << s.text_bits.stddev << ','
             << s.task_accuracy.mean << ',' << s.task_accuracy.stddev << ',' << s.task_bits.mean << ','
             << s.combined.mean << ',' << s.combined.stddev << ',' << s.seconds.mean << ',' << s.diverged << '\n';
-    write_file_atomically(dir / "summary.csv", sum.str());
+    loranull::io::write_text_atomically(dir / "summary.csv", sum.str());
 
     std::ostringstream layers;
     layers << "method,lr,seed,layer,projection,output_change,bound,base_output,bound_applies\n";
@@ -234,7 +244,7 @@ void write_outputs(const std::filesystem::path& dir, const nlohmann::json& setti
         for (const LayerBound& l : r.layers)
             layers << method_name(r.method) << ',' << r.lr << ',' << r.seed << ',' << l.layer << ',' << l.projection << ','
                    << l.output_change << ',' << l.bound << ',' << l.base_output << ',' << (l.bound_applies ? 1 : 0) << '\n';
-    write_file_atomically(dir / "layers.csv", layers.str());
+    loranull::io::write_text_atomically(dir / "layers.csv", layers.str());
 
     nlohmann::json j;
     j["format"] = "loranull.experiment/1";
@@ -285,7 +295,7 @@ void write_outputs(const std::filesystem::path& dir, const nlohmann::json& setti
                    {"failures", checks.failures}};
     j["spectra"] = nlohmann::json::array();
     for (const auto& [name, values] : spectra) j["spectra"].push_back({{"covariance", name}, {"eigenvalues", values}});
-    write_file_atomically(dir / "results.json", j.dump(1) + "\n");
+    loranull::io::write_text_atomically(dir / "results.json", j.dump(1) + "\n");
 
     // --- plots: data blocks (gnuplot's `index`) and scripts ------------------
     std::ostringstream frontier, titles;
@@ -303,7 +313,7 @@ void write_outputs(const std::filesystem::path& dir, const nlohmann::json& setti
     }
     frontier << "# pareto frontier\n";
     for (const auto& [x, y] : pareto_frontier(rows)) frontier << x << ' ' << y << "\n";
-    write_file_atomically(dir / "frontier.dat", frontier.str());
+    loranull::io::write_text_atomically(dir / "frontier.dat", frontier.str());
     const std::size_t count = methods.size();
     char pretrained_line[160];
     std::snprintf(pretrained_line, sizeof pretrained_line,
@@ -345,7 +355,7 @@ void write_outputs(const std::filesystem::path& dir, const nlohmann::json& setti
         loss_titles << t;
         ++series;
     }
-    write_file_atomically(dir / "losses.dat", losses.str());
+    loranull::io::write_text_atomically(dir / "losses.dat", losses.str());
     plot_png(dir / "losses.png", png_header(1000, 600) + "set title 'Fine-tuning loss (mean over seeds)'\n"
                                                            "set xlabel 'step'\nset ylabel 'bits per byte'\nset logscale y\n"
                                                            "titles = '" + loss_titles.str() + "'\n"
@@ -360,7 +370,7 @@ void write_outputs(const std::filesystem::path& dir, const nlohmann::json& setti
         spectrum << "\n\n";
         spectrum_titles << name << ' ';
     }
-    write_file_atomically(dir / "spectrum.dat", spectrum.str());
+    loranull::io::write_text_atomically(dir / "spectrum.dat", spectrum.str());
     if (!spectra.empty())
         plot_png(dir / "spectrum.png",
              png_header() + "set title 'Calibration covariance spectra (eigenvalue / largest)'\n"

@@ -11,8 +11,9 @@
 #include <loranull/llama/model.hpp>
 #include <loranull/llama/train.hpp>
 
+#include <loranull/io/progress_bar.hpp>
+
 #include "corpus.hpp"
-#include "progress.hpp"
 
 namespace experiment {
 
@@ -38,7 +39,7 @@ struct NoEvaluation {
 /// for the progress bar (empty: the bar shows the smoothed loss).
 template <class Bk, loranull::Real T, class NextBatch, class Evaluate = NoEvaluation>
 std::vector<double> train(loranull::LlamaModel<Bk, T>& model, const Schedule& schedule, Index seq_len,
-                          NextBatch&& next_batch, Progress& progress, Evaluate&& evaluate = {}) {
+                          NextBatch&& next_batch, loranull::io::ProgressBar& progress, Evaluate&& evaluate = {}) {
     loranull::AdamW<Bk, T> optimizer(schedule.adam);
     const long warmup = static_cast<long>(std::lround(schedule.warmup_fraction * double(schedule.steps)));
     std::vector<double> losses;
@@ -65,7 +66,7 @@ std::vector<double> train(loranull::LlamaModel<Bk, T>& model, const Schedule& sc
             std::snprintf(buffer, sizeof buffer, "loss %.3f bits/byte", smoothed);
             note = buffer;
         }
-        progress.update(step + 1, note);
+        progress.set(step + 1, note);
     }
     return losses;
 }
