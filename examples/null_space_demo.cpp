@@ -97,8 +97,8 @@ int main(int argc, char** argv) try {
                 seconds_since(start));
 
     // 2. Save, reload (what a two-stage pipeline does), decompose.
-    save_covariance(covariance, out);
-    auto loaded = load_covariance<double>(cpu, out);
+    io::save_covariance(covariance, out);
+    auto loaded = io::load_covariance<double>(cpu, out);
     std::printf("  saved and reloaded %s (%td x %td, f64)\n", out.c_str(), loaded.dim(), loaded.dim());
     start = Clock::now();
     auto null_space = loranull::null_space(loaded, r);

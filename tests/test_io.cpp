@@ -142,8 +142,8 @@ TEST_CASE_TEMPLATE("covariance files round-trip bit-exactly, and keep accumulati
         cov.add(test::gaussian<float>(11, 37, 1));
         cov.add(test::gaussian<float>(11, 5, 2));
         const fs::path path = temp_path(std::string("cov-") + std::string(scalar_name<T>()) + ".safetensors");
-        save_covariance(cov, path);
-        auto loaded = load_covariance<T>(cpu, path);
+        io::save_covariance(cov, path);
+        auto loaded = io::load_covariance<T>(cpu, path);
         CHECK(loaded.info() == cov.info());
         CHECK(loaded.matrix() == cov.matrix());  // bit-exact
         Mat<T> lower = loaded.raw_sum_lower().template triangularView<Eigen::Lower>();
@@ -166,14 +166,14 @@ TEST_CASE("covariance files: wrong type, wrong format, inconsistent metadata are
     Covariance<CpuBackend, double> cov(cpu, 4);
     cov.add(test::gaussian<double>(4, 10, 1));
     const fs::path path = temp_path("cov-f64.safetensors");
-    save_covariance(cov, path);
-    CHECK(test::error_message([&] { load_covariance<float>(cpu, path); }).find("accumulates in f64") != std::string::npos);
+    io::save_covariance(cov, path);
+    CHECK(test::error_message([&] { io::load_covariance<float>(cpu, path); }).find("accumulates in f64") != std::string::npos);
 
     auto write_with = [&](const std::string& name, auto&& edit) {
         io::SafetensorsWriter w;
         HostMatrix<double> c(4, 4, 1.0);
         w.add("covariance", c);
-        std::map<std::string, std::string> meta = {{"format", covariance_format}, {"dim", "4"}, {"tokens", "10"},
+        std::map<std::string, std::string> meta = {{"format", io::covariance_format}, {"dim", "4"}, {"tokens", "10"},
                                                    {"samples", "1"}, {"normalisation", "plain"},
                                                    {"reference_divisor", "256"}, {"accumulation", "f64"},
                                                    {"data_id", ""}};
@@ -181,7 +181,7 @@ TEST_CASE("covariance files: wrong type, wrong format, inconsistent metadata are
         for (auto& [k, v] : meta) w.set_metadata(k, v);
         const fs::path p = temp_path(name);
         w.write(p);
-        return test::error_message([&] { load_covariance<double>(cpu, p); });
+        return test::error_message([&] { io::load_covariance<double>(cpu, p); });
     };
     CHECK(write_with("ok.safetensors", [](auto&, auto&) {}).empty());
     CHECK(write_with("fmt.safetensors", [](auto& m, auto&) { m["format"] = "other"; }).find("format is 'other'") !=
@@ -203,5 +203,102 @@ TEST_CASE("covariance files: wrong type, wrong format, inconsistent metadata are
     // Truncated file: cut the valid one in half.
     const auto size = fs::file_size(path);
     fs::resize_file(path, size / 2);
-    CHECK_FALSE(test::error_message([&] { load_covariance<double>(cpu, path); }).empty());
+    CHECK_FALSE(test::error_message([&] { io::load_covariance<double>(cpu, path); }).empty());
+}
+
+// --- the streaming writer and atomic publication ------------------------------
+
+namespace {
+
+/// Peak resident memory of this process so far (VmHWM), bytes.
+long long peak_resident_bytes() {
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    while (std::getline(status, line))
+        if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+    return -1;
+}
+
+}  // namespace
+
+TEST_CASE("write_safetensors: streamed tensors read back exactly, in order, with metadata") {
+    const fs::path path = temp_path("streamed.safetensors");
+    const Mat<double> a = test::gaussian<double>(5, 7, 1), b = test::gaussian<double>(3, 2, 2);
+    const HostMatrix<double> ha = cpu.download(a), hb = cpu.download(b);
+    std::vector<io::StreamedTensor> tensors;
+    tensors.push_back({"a", io::Dtype::F64, {5, 7}, [&](std::ostream& out) { io::encode_row_major(ha, io::Dtype::F64, out); }});
+    tensors.push_back({"b.bf16", io::Dtype::BF16, {3, 2}, [&](std::ostream& out) { io::encode_row_major(hb, io::Dtype::BF16, out); }});
+    io::write_safetensors(path, {{"format", "pt"}, {"note", "streamed"}}, tensors);
+    CHECK(!fs::exists(path.string() + ".tmp"));
+    const io::SafetensorsReader r(path);
+    CHECK(r.metadata().at("note") == "streamed");
+    CHECK(r.info("a").begin == 0);
+    CHECK(r.info("b.bf16").begin == 5 * 7 * 8);  // data in the order given
+    CHECK(cpu.upload(r.read_matrix<double>("a")) == a);
+    const HostMatrix<double> back = r.read_matrix<double>("b.bf16");
+    for (Index i = 0; i < 3; ++i)
+        for (Index j = 0; j < 2; ++j) CHECK(back(i, j) == double(io::bf16_to_float(io::float_to_bf16(float(hb(i, j))))));
+
+    // The in-memory writer goes through the same path: identical bytes.
+    io::SafetensorsWriter w;
+    w.add("a", ha, io::Dtype::F64);
+    w.add("b.bf16", hb, io::Dtype::BF16);
+    w.set_metadata("format", "pt");
+    w.set_metadata("note", "streamed");
+    const fs::path copy = temp_path("collected.safetensors");
+    w.write(copy);
+    std::ifstream x(path, std::ios::binary), y(copy, std::ios::binary);
+    CHECK(std::string(std::istreambuf_iterator<char>(x), {}) == std::string(std::istreambuf_iterator<char>(y), {}));
+
+    // copy_tensor streams a tensor's bytes verbatim into another file.
+    const fs::path copied = temp_path("copied.safetensors");
+    io::write_safetensors(copied, {}, {{"a", io::Dtype::F64, {5, 7}, [&](std::ostream& out) { r.copy_tensor("a", out); }}});
+    CHECK(cpu.upload(io::SafetensorsReader(copied).read_matrix<double>("a")) == a);
+}
+
+TEST_CASE("write_safetensors: a writer that lies about its size, or throws, publishes nothing and keeps the old file") {
+    const fs::path path = temp_path("lying.safetensors");
+    io::write_text_atomically(path, "the old content");
+    const std::string short_write = test::error_message([&] {
+        io::write_safetensors(path, {}, {{"t", io::Dtype::F32, {2, 2}, [](std::ostream& out) { out.write("abcd", 4); }}});
+    });
+    CHECK(short_write.find("tensor 't'") != std::string::npos);
+    CHECK(short_write.find("produced 4 bytes, the header promises 16") != std::string::npos);
+    const std::string thrown = test::error_message([&] {
+        io::write_safetensors(path, {}, {{"t", io::Dtype::F32, {1, 1}, [](std::ostream&) { loranull::fail("test", "boom"); }}});
+    });
+    CHECK(thrown.find("boom") != std::string::npos);
+    std::ifstream in(path);
+    CHECK(std::string(std::istreambuf_iterator<char>(in), {}) == "the old content");
+    CHECK(!fs::exists(path.string() + ".tmp"));
+    CHECK(test::error_message([&] {
+              io::write_safetensors(path, {}, {{"t", io::Dtype::F32, {1, 1}, [](std::ostream& o) { o.write("abcd", 4); }},
+                                               {"t", io::Dtype::F32, {1, 1}, [](std::ostream& o) { o.write("abcd", 4); }}});
+          }).find("tensor 't' added twice") != std::string::npos);
+}
+
+TEST_CASE("write_safetensors: memory stays bounded by one tensor while a file of many is written") {
+    // 12 tensors of 16 MiB (F32 2048 x 2048), each built by its callback and
+    // freed after it: the peak must grow by about one tensor (its double
+    // HostMatrix, 32 MiB, plus a row buffer), far below the 192 MiB written.
+    // ctest runs this case in its own process, so the peak before is small.
+    const Index n = 2048;
+    const long long before = peak_resident_bytes();
+    REQUIRE(before > 0);
+    std::vector<io::StreamedTensor> tensors;
+    for (int k = 0; k < 12; ++k)
+        tensors.push_back({"t" + std::to_string(k), io::Dtype::F32, {n, n}, [k, n](std::ostream& out) {
+                               HostMatrix<double> m(n, n, double(k));
+                               io::encode_row_major(m, io::Dtype::F32, out);
+                           }});
+    const fs::path path = temp_path("big.safetensors");
+    io::write_safetensors(path, {}, tensors);
+    const long long growth = peak_resident_bytes() - before;
+    const long long one_tensor = n * n * 8, written = 12 * n * n * 4;
+    MESSAGE("peak grew by ", growth / (1 << 20), " MiB while writing ", written / (1 << 20), " MiB");
+    CHECK(growth < 2 * one_tensor);
+    const io::SafetensorsReader r(path);
+    CHECK(r.info("t11").end - r.info("t11").begin == std::uint64_t(n * n * 4));
+    CHECK(r.read_matrix<float>("t7")(n - 1, n - 1) == 7.0f);
+    fs::remove(path);
 }

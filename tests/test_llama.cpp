@@ -289,8 +289,8 @@ TEST_CASE("checkpoints round-trip with Hugging Face names, sharded and tied ones
         const Tokens tokens = sequence(16, 3, 11);
         const Mat<float> logits = model.forward(tokens, 8);
         const fs::path path = dir / (tied ? "tied" : "untied");
-        save_hf_checkpoint(model, path);
-        auto loaded = load_hf_checkpoint<float>(cpu, path);
+        io::save_hf_checkpoint(model, path);
+        auto loaded = io::load_hf_checkpoint<float>(cpu, path);
         CHECK(loaded.config.tied_embeddings == tied);
         CHECK(test::relative_error(loaded.forward(tokens, 8), logits) < 1e-5);
         io::SafetensorsReader file(path / "model.safetensors");
@@ -315,11 +315,11 @@ TEST_CASE("checkpoints round-trip with Hugging Face names, sharded and tied ones
         first.write(dst / "model-00001-of-00002.safetensors");
         second.write(dst / "model-00002-of-00002.safetensors");
         std::ofstream(dst / "model.safetensors.index.json") << nlohmann::json{{"weight_map", map}}.dump();
-        auto a = load_hf_checkpoint<float>(cpu, src), b = load_hf_checkpoint<float>(cpu, dst);
+        auto a = io::load_hf_checkpoint<float>(cpu, src), b = io::load_hf_checkpoint<float>(cpu, dst);
         const Tokens tokens = sequence(8, 4, 11);
         CHECK(a.forward(tokens, 8) == b.forward(tokens, 8));
         fs::remove(dst / "model-00002-of-00002.safetensors");
-        CHECK(test::error_message([&] { load_hf_checkpoint<float>(cpu, dst); }).find("is missing") != std::string::npos);
+        CHECK(test::error_message([&] { io::load_hf_checkpoint<float>(cpu, dst); }).find("is missing") != std::string::npos);
     }
     // A tensor of the wrong shape is named.
     {
@@ -332,10 +332,10 @@ TEST_CASE("checkpoints round-trip with Hugging Face names, sharded and tied ones
             if (name == "model.layers.1.mlp.down_proj.weight") writer.add(name, HostMatrix<float>(8, 11));
             else if (name != "model.norm.weight") writer.add(name, whole.read_matrix<float>(name));
         writer.write(bad / "model.safetensors");
-        const std::string message = test::error_message([&] { load_hf_checkpoint<float>(cpu, bad); });
+        const std::string message = test::error_message([&] { io::load_hf_checkpoint<float>(cpu, bad); });
         CHECK(message.find("'model.layers.1.mlp.down_proj.weight' has shape [8,11], expected [8, 12]") != std::string::npos);
     }
-    CHECK(test::error_message([&] { load_hf_checkpoint<float>(cpu, dir / "nowhere"); }).find("not a folder") !=
+    CHECK(test::error_message([&] { io::load_hf_checkpoint<float>(cpu, dir / "nowhere"); }).find("not a folder") !=
           std::string::npos);
     // Features this model does not compute are refused, not ignored.
     for (const auto& [key, value, expected] :
@@ -350,7 +350,7 @@ TEST_CASE("checkpoints round-trip with Hugging Face names, sharded and tied ones
         nlohmann::json config = nlohmann::json::parse(in);
         config[key] = value;
         std::ofstream(variant / "config.json") << config.dump();
-        const std::string message = test::error_message([&] { load_hf_checkpoint<float>(cpu, variant); });
+        const std::string message = test::error_message([&] { io::load_hf_checkpoint<float>(cpu, variant); });
         INFO(message);
         CHECK(message.find(expected) != std::string::npos);
     }

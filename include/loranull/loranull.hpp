@@ -1,14 +1,18 @@
 #pragma once
 // loranull: LoRA-Null and the low-rank adaptation methods it is compared with,
-// header-only. This umbrella header brings everything that needs no CUDA:
+// header-only. This umbrella header brings every module that needs no CUDA,
+// bottom to top (arrows point down only):
 //
-//   core/     errors, index and scalar types, host matrices, seeded RNG
-//   backend/  the primitive set (backend.hpp) and the CPU backend (Eigen +
-//             OpenBLAS/LAPACKE). The CUDA backend lives in backend/cuda/ and is
-//             included only from .cu files.
-//   linalg/   covariance accumulator, symmetric eigensolvers, SVDs, null space
-//   lora/     LoraLinear, every initialisation, the knowledge-preservation report
-//   io/       safetensors, covariance files, PEFT adapters
+//   core/      errors, index and scalar types, host matrices, seeded RNG
+//   backend/   the primitive set (backend.hpp), the NN kernels (nn.hpp) and the
+//              CPU backend (Eigen + OpenBLAS/LAPACKE). The CUDA backend lives in
+//              backend/cuda/ and is included only from .cu files.
+//   linalg/    covariance accumulator, symmetric eigensolvers, SVDs, null space
+//   lora/      LoraLinear, every initialisation and their dispatch, the
+//              knowledge-preservation report
+//   llama/     the LLaMA model, its training, the calibration of its blocks
+//   io/        safetensors, covariance files, PEFT adapters, HF checkpoints
+//   pipeline/  the block-streamed adapter builder
 
 #include "loranull/core/error.hpp"
 #include "loranull/core/host_matrix.hpp"
@@ -17,17 +21,11 @@
 
 #include "loranull/backend/backend.hpp"
 #include "loranull/backend/cpu/cpu_backend.hpp"
+#include "loranull/backend/nn.hpp"
 
-#include "loranull/linalg/covariance.hpp"
-#include "loranull/linalg/null_space.hpp"
-#include "loranull/linalg/svd.hpp"
-#include "loranull/linalg/symmetric_eigen.hpp"
+#include "loranull/linalg.hpp"
+#include "loranull/llama.hpp"
+#include "loranull/lora.hpp"
 
-#include "loranull/lora/initialisers.hpp"
-#include "loranull/lora/knowledge_report.hpp"
-#include "loranull/lora/lora_linear.hpp"
-
-#include "loranull/io/covariance_file.hpp"
-#include "loranull/io/dtype.hpp"
-#include "loranull/io/peft.hpp"
-#include "loranull/io/safetensors.hpp"
+#include "loranull/io.hpp"
+#include "loranull/pipeline.hpp"

@@ -42,33 +42,33 @@ struct ThinSvd {
     Matrix V;                       // n x p, orthonormal columns
 };
 
-/// The matrix type of backend B for scalar T.
-template <class B, class T>
-using matrix_t = typename B::template Matrix<T>;
+/// The matrix type of backend Bk for scalar T.
+template <class Bk, class T>
+using matrix_t = typename Bk::template Matrix<T>;
 
 /// The primitives, for one scalar type T.
-template <class B, class T>
-concept BackendFor = Real<T> && requires(B& b, matrix_t<B, T>& out, const matrix_t<B, T>& a,
+template <class Bk, class T>
+concept BackendFor = Real<T> && requires(Bk& b, matrix_t<Bk, T>& out, const matrix_t<Bk, T>& a,
                                          const HostMatrix<T>& host, T alpha, Index i,
                                          const std::vector<T>& diag, Op op) {
     // --- storage -------------------------------------------------------------
     // rows x cols of zeros.
-    { b.template zeros<T>(i, i) } -> std::same_as<matrix_t<B, T>>;
+    { b.template zeros<T>(i, i) } -> std::same_as<matrix_t<Bk, T>>;
     // Matrices name their scalar type as Eigen does.
-    requires std::same_as<typename matrix_t<B, T>::Scalar, T>;
+    requires std::same_as<typename matrix_t<Bk, T>::Scalar, T>;
     { a.rows() } -> std::convertible_to<Index>;
     { a.cols() } -> std::convertible_to<Index>;
     // Host <-> backend copies (the only way data crosses the seam).
-    { b.upload(host) } -> std::same_as<matrix_t<B, T>>;
+    { b.upload(host) } -> std::same_as<matrix_t<Bk, T>>;
     { b.download(a) } -> std::same_as<HostMatrix<T>>;
     // A copy of the block of `rows` x `cols` starting at (row0, col0).
-    { b.block(a, i, i, i, i) } -> std::same_as<matrix_t<B, T>>;
+    { b.block(a, i, i, i, i) } -> std::same_as<matrix_t<Bk, T>>;
     // The columns of A listed in `which`, in that order (a gather).
-    { b.select_columns(a, std::vector<Index>{}) } -> std::same_as<matrix_t<B, T>>;
+    { b.select_columns(a, std::vector<Index>{}) } -> std::same_as<matrix_t<Bk, T>>;
     // Copies A into out at (row0, col0): the inverse of block (A must fit).
     b.set_block(out, i, i, a);
     // A^T, freshly allocated.
-    { b.transpose(a) } -> std::same_as<matrix_t<B, T>>;
+    { b.transpose(a) } -> std::same_as<matrix_t<Bk, T>>;
 
     // --- products ------------------------------------------------------------
     // out = alpha * op(A) * op(B) + beta * out; out is presized, and with
@@ -83,14 +83,14 @@ concept BackendFor = Real<T> && requires(B& b, matrix_t<B, T>& out, const matrix
 
     // --- decompositions (inputs are not modified) ----------------------------
     // All eigenpairs of symmetric A (its lower triangle is read): LAPACK ?syevd.
-    { b.symmetric_eigen(a) } -> std::same_as<SymmetricEigen<T, matrix_t<B, T>>>;
+    { b.symmetric_eigen(a) } -> std::same_as<SymmetricEigen<T, matrix_t<Bk, T>>>;
     // Eigenpairs first .. first + count - 1 in ascending order of the values
     // (0-based): LAPACK ?syevr with RANGE = 'I', cuSOLVER syevdx.
-    { b.symmetric_eigen_range(a, i, i) } -> std::same_as<SymmetricEigen<T, matrix_t<B, T>>>;
+    { b.symmetric_eigen_range(a, i, i) } -> std::same_as<SymmetricEigen<T, matrix_t<Bk, T>>>;
     // Thin SVD (p = min(m, n)): LAPACK ?gesdd, cuSOLVER gesvd(j).
-    { b.thin_svd(a) } -> std::same_as<ThinSvd<T, matrix_t<B, T>>>;
+    { b.thin_svd(a) } -> std::same_as<ThinSvd<T, matrix_t<Bk, T>>>;
     // The m x min(m, n) factor Q of a thin QR decomposition A = Q R.
-    { b.thin_q(a) } -> std::same_as<matrix_t<B, T>>;
+    { b.thin_q(a) } -> std::same_as<matrix_t<Bk, T>>;
 
     // --- elementwise and reductions ------------------------------------------
     b.scale(alpha, out);              // out *= alpha
@@ -106,24 +106,24 @@ concept BackendFor = Real<T> && requires(B& b, matrix_t<B, T>& out, const matrix
 
 /// A backend: every primitive in float and double, plus the two mixed-precision
 /// ones that calibration needs (float activations into a double accumulator).
-template <class B>
-concept Backend = BackendFor<B, float> && BackendFor<B, double> &&
-                  requires(B& b, const matrix_t<B, float>& x, matrix_t<B, double>& c) {
+template <class Bk>
+concept Backend = BackendFor<Bk, float> && BackendFor<Bk, double> &&
+                  requires(Bk& b, const matrix_t<Bk, float>& x, matrix_t<Bk, double>& c) {
                       b.syrk_lower(1.0, x, c);
-                      { b.template convert<double>(x) } -> std::same_as<matrix_t<B, double>>;
+                      { b.template convert<double>(x) } -> std::same_as<matrix_t<Bk, double>>;
                   };
 
 // --- small helpers that read better than the primitives in generic code ------
 
 /// rows x cols zeros of T on backend b.
-template <Real T, class B>
-matrix_t<B, T> zeros(B& b, Index rows, Index cols) {
+template <Real T, class Bk>
+matrix_t<Bk, T> zeros(Bk& b, Index rows, Index cols) {
     return b.template zeros<T>(rows, cols);
 }
 
 /// op(A) * op(C), freshly allocated.
-template <class B, class M>
-M product(B& b, const M& a, const M& c, Op op_a = Op::none, Op op_c = Op::none) {
+template <class Bk, class M>
+M product(Bk& b, const M& a, const M& c, Op op_a = Op::none, Op op_c = Op::none) {
     using T = typename M::Scalar;
     const Index rows = op_a == Op::none ? a.rows() : a.cols();
     const Index cols = op_c == Op::none ? c.cols() : c.rows();
@@ -133,8 +133,8 @@ M product(B& b, const M& a, const M& c, Op op_a = Op::none, Op op_c = Op::none) 
 }
 
 /// Columns first .. first + count - 1 of A, copied.
-template <class B, class M>
-M columns(B& b, const M& a, Index first, Index count) {
+template <class Bk, class M>
+M columns(Bk& b, const M& a, Index first, Index count) {
     return b.block(a, 0, first, a.rows(), count);
 }
 

@@ -8,7 +8,7 @@
 //
 // A reader therefore sees the old file or the complete new one, never half of
 // one, and a crash at any moment leaves at most a stray PATH.tmp that the next
-// write replaces. Everything that publishes a result (safetensors files, JSON
+// write replaces (an error while writing removes it). Everything that publishes a result (safetensors files, JSON
 // configs and reports, CSV tables) goes through write_file_atomically.
 
 #include <fcntl.h>
@@ -47,12 +47,16 @@ inline void sync_path(const std::filesystem::path& path, bool is_folder, const c
 inline void write_file_atomically(const std::filesystem::path& path, const std::function<void(std::ostream&)>& write) {
     const char* where = "io::write_file_atomically";
     const std::filesystem::path tmp = path.string() + ".tmp";
-    {
+    try {
         std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
         require(bool(out), where, "cannot create ", tmp.string());
         write(out);
         out.flush();
         require(bool(out), where, "writing ", tmp.string(), " failed (disk full?)");
+    } catch (...) {
+        std::error_code ec;  // PATH is untouched; the partial PATH.tmp goes
+        std::filesystem::remove(tmp, ec);
+        throw;
     }
     detail::sync_path(tmp, false, where);
     std::error_code ec;

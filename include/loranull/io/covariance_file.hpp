@@ -21,7 +21,7 @@
 #include "loranull/io/safetensors.hpp"
 #include "loranull/linalg/covariance.hpp"
 
-namespace loranull {
+namespace loranull::io {
 
 inline constexpr const char* covariance_format = "loranull.covariance/1";
 
@@ -42,9 +42,9 @@ inline std::int64_t parse_count(const std::map<std::string, std::string>& meta, 
 }  // namespace detail
 
 /// Writes the accumulator to `path` (safetensors; see the file comment).
-template <class B, Real T>
-void save_covariance(const Covariance<B, T>& covariance, const std::filesystem::path& path) {
-    B& b = covariance.backend();
+template <class Bk, Real T>
+void save_covariance(const Covariance<Bk, T>& covariance, const std::filesystem::path& path) {
+    Bk& b = covariance.backend();
     auto sum = covariance.raw_sum_lower();
     b.symmetrize_lower(sum);
     io::SafetensorsWriter writer;
@@ -65,8 +65,8 @@ void save_covariance(const Covariance<B, T>& covariance, const std::filesystem::
 
 /// Reads an accumulator saved by save_covariance onto backend b. The stored
 /// accumulation type must be T (no silent precision change).
-template <Real T, class B>
-Covariance<B, T> load_covariance(B& b, const std::filesystem::path& path) {
+template <Real T, class Bk>
+Covariance<Bk, T> load_covariance(Bk& b, const std::filesystem::path& path) {
     const std::string where = "load_covariance(" + path.string() + ")";
     io::SafetensorsReader file(path);
     const auto& meta = file.metadata();
@@ -96,7 +96,7 @@ Covariance<B, T> load_covariance(B& b, const std::filesystem::path& path) {
             "tensor 'covariance' does not have shape [", dim, ", ", dim, "]");
     require(tensor.dtype == (std::is_same_v<T, float> ? io::Dtype::F32 : io::Dtype::F64), where,
             "tensor 'covariance' is ", io::dtype_name(tensor.dtype), ", metadata says ", scalar_name<T>());
-    return Covariance<B, T>(b, b.upload(file.read_matrix<T>("covariance")), std::move(info));
+    return Covariance<Bk, T>(b, b.upload(file.read_matrix<T>("covariance")), std::move(info));
 }
 
-}  // namespace loranull
+}  // namespace loranull::io

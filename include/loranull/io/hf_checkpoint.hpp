@@ -32,7 +32,7 @@
 #include "loranull/llama/config.hpp"
 #include "loranull/llama/model.hpp"
 
-namespace loranull {
+namespace loranull::io {
 
 namespace detail {
 
@@ -296,4 +296,4 @@ LlamaModel<Bk, T> load_hf_checkpoint(Bk& b, const std::filesystem::path& dir) {
     return model;
 }
 
-}  // namespace loranull
+}  // namespace loranull::io

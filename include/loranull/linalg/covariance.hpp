@@ -58,14 +58,14 @@ struct CovarianceInfo {
     bool operator==(const CovarianceInfo&) const = default;
 };
 
-template <class B, Real T = double>
+template <class Bk, Real T = double>
 class Covariance {
 public:
-    using Matrix = matrix_t<B, T>;
+    using Matrix = matrix_t<Bk, T>;
     using Scalar = T;
 
     /// An empty accumulator for n-dimensional activations.
-    Covariance(B& backend, Index dim, Normalisation normalisation = Normalisation::plain,
+    Covariance(Bk& backend, Index dim, Normalisation normalisation = Normalisation::plain,
                std::string data_id = {}, double reference_divisor = 256.0)
         : backend_(&backend), sum_(zeros<T>(backend, checked_dim(dim), dim)) {
         info_.normalisation = normalisation;
@@ -76,7 +76,7 @@ public:
 
     /// An accumulator resumed from a saved raw sum (lower triangle read) and its
     /// info; what io/covariance_file.hpp's load returns.
-    Covariance(B& backend, Matrix raw_sum, CovarianceInfo info)
+    Covariance(Bk& backend, Matrix raw_sum, CovarianceInfo info)
         : backend_(&backend), sum_(std::move(raw_sum)), info_(std::move(info)) {
         const char* where = "Covariance::Covariance";
         require(sum_.rows() == sum_.cols() && sum_.rows() > 0, where, "raw sum is ",
@@ -90,7 +90,7 @@ public:
     /// Adds one calibration sample X (n x tokens, float or double). With the
     /// reference normalisation the sample is scaled by 1 / |max X| first.
     template <class M>
-        requires std::same_as<M, matrix_t<B, typename M::Scalar>>
+        requires std::same_as<M, matrix_t<Bk, typename M::Scalar>>
     void add(const M& x) {
         const char* where = "Covariance::add";
         check_batch(x, where);
@@ -104,7 +104,7 @@ public:
     /// tokens_per_sample). Equivalent to add() on each block of columns; with
     /// the plain normalisation it is one rank update.
     template <class M>
-        requires std::same_as<M, matrix_t<B, typename M::Scalar>>
+        requires std::same_as<M, matrix_t<Bk, typename M::Scalar>>
     void add_samples(const M& x, Index tokens_per_sample) {
         const char* where = "Covariance::add_samples";
         check_batch(x, where);
@@ -172,7 +172,7 @@ public:
     Normalisation normalisation() const { return info_.normalisation; }
     const std::string& data_id() const { return info_.data_id; }
     const CovarianceInfo& info() const { return info_; }
-    B& backend() const { return *backend_; }
+    Bk& backend() const { return *backend_; }
 
 private:
     static Index checked_dim(Index dim) {
@@ -208,7 +208,7 @@ private:
         return c * c;
     }
 
-    B* backend_;       // not owned; outlives the accumulator
+    Bk* backend_;       // not owned; outlives the accumulator
     Matrix sum_;       // n x n, lower triangle = sum_k X_k X_k^T / c_k^2
     CovarianceInfo info_;
 };

@@ -65,9 +65,9 @@ struct NullSpaceOptions {
     OnRankDeficient on_rank_deficient = OnRankDeficient::report;
 };
 
-template <class B, Real T>
+template <class Bk, Real T>
 struct NullSpace {
-    using Matrix = matrix_t<B, T>;
+    using Matrix = matrix_t<Bk, T>;
 
     Matrix basis;                // n x r, orthonormal; column j <-> eigenvalues[j]
     std::vector<T> eigenvalues;  // r, ascending |lambda|
@@ -86,7 +86,7 @@ struct NullSpace {
     }
 
     /// W P = (W U) U^T for W (m x n), in O(m n r) flops; P = U U^T is never formed.
-    Matrix project(B& b, const Matrix& w) const {
+    Matrix project(Bk& b, const Matrix& w) const {
         require(w.cols() == dim(), "NullSpace::project", "W is ", shape_string(w.rows(), w.cols()),
                 ", expected ", dim(), " columns");
         const Matrix wu = product(b, w, basis);   // m x r
@@ -100,8 +100,8 @@ namespace detail {
 /// steps of the power method on a seeded random start: the Rayleigh quotient,
 /// which never exceeds lambda_max and converges like (lambda_2 / lambda_1)^k.
 /// O(n^2) per step, negligible next to the eigensolver.
-template <class B, class M>
-typename M::Scalar largest_eigenvalue_estimate(B& b, const M& c, Index iterations = 8) {
+template <class Bk, class M>
+typename M::Scalar largest_eigenvalue_estimate(Bk& b, const M& c, Index iterations = 8) {
     using T = typename M::Scalar;
     Rng rng(0x10A2A);
     M v = b.upload(random_normal<T>(c.rows(), 1, rng));
@@ -117,8 +117,8 @@ typename M::Scalar largest_eigenvalue_estimate(B& b, const M& c, Index iteration
     return estimate;
 }
 
-template <class B, class M>
-NullSpace<B, typename M::Scalar> null_space_impl(B& b, const M& c, Index r, std::int64_t tokens,
+template <class Bk, class M>
+NullSpace<Bk, typename M::Scalar> null_space_impl(Bk& b, const M& c, Index r, std::int64_t tokens,
                                                  const NullSpaceOptions& options) {
     using T = typename M::Scalar;
     const char* where = "null_space";
@@ -126,7 +126,7 @@ NullSpace<B, typename M::Scalar> null_space_impl(B& b, const M& c, Index r, std:
     const Index n = c.rows();
     require(r >= 1 && r <= n, where, "rank r = ", r, " of a ", shape_string(n, n), " covariance (need 1 <= r <= n)");
 
-    NullSpace<B, T> out;
+    NullSpace<Bk, T> out;
     // r + 1 pairs: the extra one tells whether the r-th is separated from zero.
     const Index wanted = std::min(r + 1, n);
     auto pairs = smallest_eigenpairs(b, c, wanted);
@@ -153,16 +153,16 @@ NullSpace<B, typename M::Scalar> null_space_impl(B& b, const M& c, Index r, std:
 }  // namespace detail
 
 /// Null space of rank r of a covariance matrix C (n x n, symmetric PSD).
-template <class B, class M>
-NullSpace<B, typename M::Scalar> null_space(B& b, const M& c, Index r, NullSpaceOptions options = {}) {
+template <class Bk, class M>
+NullSpace<Bk, typename M::Scalar> null_space(Bk& b, const M& c, Index r, NullSpaceOptions options = {}) {
     return detail::null_space_impl(b, c, r, -1, options);
 }
 
 /// Null space of rank r of an accumulated covariance; the token count sharpens
 /// the rank report (rank C <= tokens).
-template <class B, Real T>
-NullSpace<B, T> null_space(const Covariance<B, T>& covariance, Index r, NullSpaceOptions options = {}) {
-    B& b = covariance.backend();
+template <class Bk, Real T>
+NullSpace<Bk, T> null_space(const Covariance<Bk, T>& covariance, Index r, NullSpaceOptions options = {}) {
+    Bk& b = covariance.backend();
     return detail::null_space_impl(b, covariance.matrix(), r, covariance.tokens(), options);
 }
 

@@ -28,8 +28,8 @@ enum class Triplets { largest, smallest };
 
 namespace detail {
 
-template <class B, class M>
-void check_svd_input(B& b, const M& a, const char* where) {
+template <class Bk, class M>
+void check_svd_input(Bk& b, const M& a, const char* where) {
     require(b.all_finite(a), where, "A (", shape_string(a.rows(), a.cols()), ") holds NaN or Inf");
 }
 
@@ -41,8 +41,8 @@ void check_rank(const M& a, Index k, const char* where) {
 }
 
 /// The first k triplets of a decomposition, kept in place.
-template <class B, class T, class M>
-ThinSvd<T, M> leading_triplets(B& b, const ThinSvd<T, M>& svd, Index first, Index k) {
+template <class Bk, class T, class M>
+ThinSvd<T, M> leading_triplets(Bk& b, const ThinSvd<T, M>& svd, Index first, Index k) {
     ThinSvd<T, M> out;
     out.U = b.block(svd.U, 0, first, svd.U.rows(), k);
     out.V = b.block(svd.V, 0, first, svd.V.rows(), k);
@@ -53,16 +53,16 @@ ThinSvd<T, M> leading_triplets(B& b, const ThinSvd<T, M>& svd, Index first, Inde
 }  // namespace detail
 
 /// Thin SVD of A (m x n): U m x p, S descending, V n x p, p = min(m, n).
-template <class B, class M>
-ThinSvd<typename M::Scalar, M> thin_svd(B& b, const M& a) {
+template <class Bk, class M>
+ThinSvd<typename M::Scalar, M> thin_svd(Bk& b, const M& a) {
     detail::check_svd_input(b, a, "thin_svd");
     return b.thin_svd(a);
 }
 
 /// The k largest (or smallest) singular triplets of A from its exact thin SVD,
 /// in descending order of the singular values either way.
-template <class B, class M>
-ThinSvd<typename M::Scalar, M> truncated_svd(B& b, const M& a, Index k, Triplets which = Triplets::largest) {
+template <class Bk, class M>
+ThinSvd<typename M::Scalar, M> truncated_svd(Bk& b, const M& a, Index k, Triplets which = Triplets::largest) {
     const char* where = "truncated_svd";
     detail::check_svd_input(b, a, where);
     detail::check_rank(a, k, where);
@@ -80,8 +80,8 @@ struct RandomizedSvdOptions {
 /// Approximate k largest singular triplets of A (m x n) by a randomized range
 /// finder. Deterministic for a given seed, on every backend (the test matrix is
 /// drawn on the host).
-template <class B, class M>
-ThinSvd<typename M::Scalar, M> randomized_svd(B& b, const M& a, Index k, RandomizedSvdOptions options = {}) {
+template <class Bk, class M>
+ThinSvd<typename M::Scalar, M> randomized_svd(Bk& b, const M& a, Index k, RandomizedSvdOptions options = {}) {
     using T = typename M::Scalar;
     const char* where = "randomized_svd";
     detail::check_svd_input(b, a, where);

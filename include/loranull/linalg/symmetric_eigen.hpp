@@ -26,8 +26,8 @@ namespace loranull {
 
 namespace detail {
 
-template <class B, class M>
-void check_symmetric_input(B& b, const M& c, const char* where) {
+template <class Bk, class M>
+void check_symmetric_input(Bk& b, const M& c, const char* where) {
     require(c.rows() == c.cols(), where, "C is ", shape_string(c.rows(), c.cols()), ", expected square");
     require(b.all_finite(c), where, "C (", shape_string(c.rows(), c.cols()), ") holds NaN or Inf");
 }
@@ -39,8 +39,8 @@ void check_pair_count(const M& c, Index k, const char* where) {
 }
 
 /// Reorders (values, vectors) by `order` (indices into the current pairs).
-template <class B, class T, class M>
-SymmetricEigen<T, M> pick_pairs(B& b, const SymmetricEigen<T, M>& pairs, const std::vector<Index>& order) {
+template <class Bk, class T, class M>
+SymmetricEigen<T, M> pick_pairs(Bk& b, const SymmetricEigen<T, M>& pairs, const std::vector<Index>& order) {
     SymmetricEigen<T, M> out;
     out.values.reserve(order.size());
     for (Index i : order) out.values.push_back(pairs.values[static_cast<std::size_t>(i)]);
@@ -62,16 +62,16 @@ std::vector<Index> sorted_indices(const std::vector<T>& values, Key key) {
 }  // namespace detail
 
 /// All eigenpairs of symmetric C (n x n), ascending values; C V = V diag(values).
-template <class B, class M>
-SymmetricEigen<typename M::Scalar, M> symmetric_eigen(B& b, const M& c) {
+template <class Bk, class M>
+SymmetricEigen<typename M::Scalar, M> symmetric_eigen(Bk& b, const M& c) {
     detail::check_symmetric_input(b, c, "symmetric_eigen");
     return b.symmetric_eigen(c);
 }
 
 /// The k eigenpairs of symmetric C with the smallest |lambda|, ordered by
 /// ascending |lambda|. Vectors are n x k with orthonormal columns.
-template <class B, class M>
-SymmetricEigen<typename M::Scalar, M> smallest_eigenpairs(B& b, const M& c, Index k) {
+template <class Bk, class M>
+SymmetricEigen<typename M::Scalar, M> smallest_eigenpairs(Bk& b, const M& c, Index k) {
     using T = typename M::Scalar;
     const char* where = "smallest_eigenpairs";
     detail::check_symmetric_input(b, c, where);
@@ -95,8 +95,8 @@ SymmetricEigen<typename M::Scalar, M> smallest_eigenpairs(B& b, const M& c, Inde
 
 /// The k eigenpairs of symmetric C with the largest (algebraic) values, in
 /// descending order of the values.
-template <class B, class M>
-SymmetricEigen<typename M::Scalar, M> largest_eigenpairs(B& b, const M& c, Index k) {
+template <class Bk, class M>
+SymmetricEigen<typename M::Scalar, M> largest_eigenpairs(Bk& b, const M& c, Index k) {
     const char* where = "largest_eigenpairs";
     detail::check_symmetric_input(b, c, where);
     detail::check_pair_count(c, k, where);

@@ -113,9 +113,11 @@ LoraFactors<Bk, typename M::Scalar> initialise(Bk& b, const M& w, Method method,
     const bool has_covariance = data.covariance || data.covariance_matrix;
     require(!info.needs_data || has_covariance || (method == Method::lora_null && data.null_space), "initialise",
             "method ", info.name, " needs calibration data (a covariance, or for lora-null a null space)");
-    // A covariance accumulator or, when none was given, the plain matrix.
-    auto with_covariance = [&](auto&& init) {
-        return data.covariance ? init(*data.covariance) : init(*data.covariance_matrix);
+    // CorDA and EVA read C itself: the plain matrix when given (no copy), else
+    // the accumulator's. LoRA-Null prefers the accumulator, whose token count
+    // the rank report uses.
+    auto with_matrix = [&](auto&& init) {
+        return data.covariance_matrix ? init(*data.covariance_matrix) : init(*data.covariance);
     };
     switch (method) {
         case Method::lora: return lora(b, w, config);
@@ -124,14 +126,15 @@ LoraFactors<Bk, typename M::Scalar> initialise(Bk& b, const M& w, Method method,
         case Method::milora: return milora(b, w, config);
         case Method::olora: return olora(b, w, config);
         case Method::corda_kpm:
-            return with_covariance([&](const auto& c) { return corda_kpm(b, w, c, config); });
+            return with_matrix([&](const auto& c) { return corda_kpm(b, w, c, config); });
         case Method::corda_ipm:
-            return with_covariance([&](const auto& c) { return corda_ipm(b, w, c, config); });
+            return with_matrix([&](const auto& c) { return corda_ipm(b, w, c, config); });
         case Method::eva:
-            return with_covariance([&](const auto& c) { return eva(b, w, c, config); });
+            return with_matrix([&](const auto& c) { return eva(b, w, c, config); });
         case Method::lora_null:
             if (data.null_space) return lora_null(b, w, *data.null_space, config);
-            return with_covariance([&](const auto& c) { return lora_null(b, w, c, config); });
+            if (data.covariance) return lora_null(b, w, *data.covariance, config);
+            return lora_null(b, w, *data.covariance_matrix, config);
     }
     fail("initialise", "method ", static_cast<int>(method), " is not handled");
 }

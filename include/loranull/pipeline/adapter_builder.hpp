@@ -80,7 +80,7 @@ public:
         const auto start = Clock::now();
         check_request();
         // 1. Every input checked before anything is written.
-        HfCheckpointReader checkpoint(o_.model, "--model " + o_.model);
+        io::HfCheckpointReader checkpoint(o_.model, "--model " + o_.model);
         checkpoint.check_all();
         config_ = checkpoint.config();
         layers_ = parse_layer_list(o_.layers, config_.n_layers);
@@ -188,7 +188,7 @@ private:
     /// Forwards the calibration through blocks 0 .. last pending (hidden states
     /// need every block before it), decomposing and writing the pending ones.
     /// Returns true when stopped early (stop_after_blocks).
-    bool stream_blocks(HfCheckpointReader& checkpoint, const std::vector<Index>& pending) {
+    bool stream_blocks(io::HfCheckpointReader& checkpoint, const std::vector<Index>& pending) {
         if (pending.empty()) return false;
         const std::set<Index> pending_set(pending.begin(), pending.end());
         const bool calibrate = !calibration_.tokens.empty();
@@ -250,7 +250,7 @@ private:
         const std::filesystem::path dir = folder_.path() / "covariances";
         std::filesystem::create_directories(dir);
         for (LinearInput i : all_inputs)
-            save_covariance(cal.covariance(i),
+            io::save_covariance(cal.covariance(i),
                             dir / ("layer-" + std::to_string(layer) + "." + input_name(i) + ".safetensors"));
     }
 
@@ -271,7 +271,7 @@ private:
 
     /// Initialises block `layer`'s seven projections, measures them and writes
     /// its block file: residual weights, adapter factors, the report.
-    void decompose_and_write(HfCheckpointReader& checkpoint, Index layer, const BlockCalibration<Bk, double>* cal) {
+    void decompose_and_write(io::HfCheckpointReader& checkpoint, Index layer, const BlockCalibration<Bk, double>* cal) {
         const auto t0 = Clock::now();
         const LoraConfig config{o_.rank, o_.lora_alpha(), o_.seed + static_cast<std::uint64_t>(layer) * 7919u};
         const double s = config.scale();

@@ -39,7 +39,7 @@ public:
         : o_(options), layers_(layers), folder_(folder) {}
 
     /// OUT/model: the input checkpoint with the adapted weights replaced.
-    void write_residual_model(HfCheckpointReader& checkpoint) {
+    void write_residual_model(io::HfCheckpointReader& checkpoint) {
         namespace fs = std::filesystem;
         const fs::path dir = folder_.path() / "model";
         fs::create_directories(dir);

@@ -30,7 +30,7 @@ struct BuildTimings {
 /// sizes), the calibration file's hash and the selection from it, and every
 /// option that changes a number in the outputs.
 inline nlohmann::json settings_json(const BuildOptions& o, const std::vector<Index>& layers,
-                                    HfCheckpointReader& checkpoint, const CalibrationTokens& calibration, Index batch) {
+                                    io::HfCheckpointReader& checkpoint, const CalibrationTokens& calibration, Index batch) {
     nlohmann::json files = nlohmann::json::object();
     for (const std::string& f : checkpoint.files()) {
         std::error_code ec;
