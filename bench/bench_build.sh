@@ -25,7 +25,7 @@ fi
 for method in ${METHODS:-lora-null}; do   # e.g. METHODS="lora-null pissa corda-kpm"
   rm -rf "$work/out-$method"
   echo "== $method (rank 128)"
-  /usr/bin/time -v "$build/examples/loranull-build" --model "$work/llama-100m" \
+  /usr/bin/time -v "$build/tools/loranull-build" --model "$work/llama-100m" \
     --calib "$work/calib-64x512.safetensors" --method "$method" --rank 128 --out "$work/out-$method" "$@" \
     2> "$work/stderr-$method.txt" | tail -4
   grep -E "Elapsed|Maximum resident" "$work/stderr-$method.txt"
