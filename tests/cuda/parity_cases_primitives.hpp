@@ -218,7 +218,7 @@ struct Elementwise {
     template <class T>
     struct Result {
         HostMatrix<T> scale, axpy, scale_columns, scale_rows, add_to_diagonal;
-        double trace = 0, max_coeff = 0, frobenius_norm = 0;
+        double trace = 0, max_coeff = 0, frobenius_norm = 0, dot = 0;
         bool all_finite = false;
     };
     template <class T>
@@ -273,6 +273,7 @@ struct Elementwise {
             r.trace = double(b.trace(a));
             r.max_coeff = double(b.max_coeff(a));
             r.frobenius_norm = double(b.frobenius_norm(a));
+            r.dot = double(b.dot(a, b.upload(in.b)));
         } else if (in.kind == Kind::wide) {
             auto m = a;
             b.add_to_diagonal(m, T(-1));
@@ -299,6 +300,9 @@ struct Elementwise {
                 c.that("max_coeff", got.max_coeff == expected.max_coeff);
                 c.at_most("frobenius_norm", std::abs(got.frobenius_norm - expected.frobenius_norm),
                           4 * n * eps<T>() * expected.frobenius_norm);
+                double products = 0;  // sum |a_ij b_ij|: the scale of dot's rounding
+                for (Index k = 0; k < in.a.size(); ++k) products += std::abs(double(in.a.data()[k]) * double(in.b.data()[k]));
+                c.at_most("dot", std::abs(got.dot - expected.dot), 2 * n * n * eps<T>() * products);
                 c.that("all_finite", got.all_finite);
                 break;
             }

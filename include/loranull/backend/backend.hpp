@@ -101,6 +101,7 @@ concept BackendFor = Real<T> && requires(Bk& b, matrix_t<Bk, T>& out, const matr
     { b.trace(a) } -> std::same_as<T>;
     { b.max_coeff(a) } -> std::same_as<T>;       // signed maximum entry
     { b.frobenius_norm(a) } -> std::same_as<T>;
+    { b.dot(a, a) } -> std::same_as<T>;           // sum_ij A_ij C_ij (Frobenius inner product)
     { b.all_finite(a) } -> std::same_as<bool>;   // no NaN, no Inf
 };
 

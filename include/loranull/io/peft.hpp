@@ -336,9 +336,10 @@ private:
 
     void check_module(const std::string& module) const {
         const char* where = "io::PeftExporter::add";
-        require(!module.empty() && module.front() != '.' && module.back() != '.' &&
-                    module.find("..") == std::string::npos,
-                where, "module path '", module, "' (expected dotted names such as model.layers.0.self_attn.q_proj)");
+        // (One expression per line that does not start with the word "module":
+        // nvcc reads such a line as a C++20 module declaration and warns.)
+        const bool dotted = !module.empty() && module.front() != '.' && module.back() != '.';
+        require(dotted && module.find("..") == std::string::npos, where, "module path '", module, "' (expected dotted names such as model.layers.0.self_attn.q_proj)");
         for (char c : module)
             require(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-', where,
                     "module path '", module, "' holds the character '", c, "'");

@@ -19,6 +19,7 @@
 
 #include <thrust/execution_policy.h>
 #include <thrust/functional.h>
+#include <thrust/inner_product.h>
 #include <thrust/iterator/counting_iterator.h>
 #include <thrust/logical.h>
 #include <thrust/reduce.h>
@@ -143,6 +144,23 @@ public:
         });
         check_launch(where);
         return std::sqrt(sum);
+    }
+
+    /// sum_ij A_ij C_ij (the Frobenius inner product), A and C of one shape.
+    template <cuda_detail::DeviceScalar T>
+    cuda_detail::accumulate_t<T> dot(const Matrix<T>& a, const Matrix<T>& c) const {
+        using A = cuda_detail::accumulate_t<T>;
+        const char* where = "CudaBackend::dot";
+        require(a.rows() == c.rows() && a.cols() == c.cols(), where, "A is ", shape_string(a.rows(), a.cols()),
+                ", C is ", shape_string(c.rows(), c.cols()), " (need equal shapes)");
+        if (a.size() == 0) return A(0);
+        const cuda_detail::DeviceGuard guard(self().device(), where);
+        const A sum = thrust_call(where, [&] {
+            return thrust::inner_product(thrust::cuda::par.on(self().stream()), a.data(), a.data() + a.size(), c.data(),
+                                         A(0), thrust::plus<A>(), cuda_detail::ProductAs<T>{});
+        });
+        check_launch(where);
+        return sum;
     }
 
     /// No NaN, no Inf (true for an empty matrix).

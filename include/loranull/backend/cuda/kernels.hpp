@@ -160,6 +160,13 @@ struct SquareAs {  // x -> x^2 in accumulate_t<T>
 };
 
 template <class T>
+struct ProductAs {  // (x, y) -> x y in accumulate_t<T>
+    __host__ __device__ accumulate_t<T> operator()(T x, T y) const {
+        return convert_scalar<accumulate_t<T>>(x) * convert_scalar<accumulate_t<T>>(y);
+    }
+};
+
+template <class T>
 struct ToAccumulate {
     __host__ __device__ accumulate_t<T> operator()(T x) const { return convert_scalar<accumulate_t<T>>(x); }
 };
