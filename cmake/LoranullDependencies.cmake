@@ -25,3 +25,20 @@ if(NOT DEFINED LORANULL_USE_LAPACK OR LORANULL_USE_LAPACK)
     target_link_libraries(loranull_lapack INTERFACE ${LORANULL_LAPACKE_LIBRARY} ${LORANULL_OPENBLAS_LIBRARY})
   endif()
 endif()
+
+# --- loranull/text (tokenizers): PCRE2 for tokenizer.json's regexes, utf8proc for
+# Unicode classes and normal forms (Debian: libpcre2-dev libutf8proc-dev) ---------
+if(NOT TARGET loranull_text_deps)
+  find_path(LORANULL_PCRE2_INCLUDE_DIR pcre2.h)
+  find_library(LORANULL_PCRE2_LIBRARY NAMES pcre2-8)
+  find_path(LORANULL_UTF8PROC_INCLUDE_DIR utf8proc.h)
+  find_library(LORANULL_UTF8PROC_LIBRARY NAMES utf8proc)
+  if(NOT LORANULL_PCRE2_INCLUDE_DIR OR NOT LORANULL_PCRE2_LIBRARY OR NOT LORANULL_UTF8PROC_INCLUDE_DIR
+     OR NOT LORANULL_UTF8PROC_LIBRARY)
+    message(FATAL_ERROR "loranull's tokenizers (include/loranull/text) need PCRE2 and utf8proc "
+                        "(Debian: apt-get install libpcre2-dev libutf8proc-dev)")
+  endif()
+  add_library(loranull_text_deps INTERFACE IMPORTED GLOBAL)
+  target_include_directories(loranull_text_deps INTERFACE ${LORANULL_PCRE2_INCLUDE_DIR} ${LORANULL_UTF8PROC_INCLUDE_DIR})
+  target_link_libraries(loranull_text_deps INTERFACE ${LORANULL_PCRE2_LIBRARY} ${LORANULL_UTF8PROC_LIBRARY})
+endif()

@@ -5,7 +5,8 @@
 # targets are built too.
 set -euo pipefail
 packages=(cmake ninja-build g++ ccache libeigen3-dev libopenblas-dev liblapacke-dev nlohmann-json3-dev
-          doctest-dev libbenchmark-dev libcli11-dev python3-numpy zlib1g-dev jargon-text gnuplot-nox)
+          doctest-dev libbenchmark-dev libcli11-dev python3-numpy zlib1g-dev jargon-text gnuplot-nox
+          libpcre2-dev libutf8proc-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
