@@ -29,8 +29,8 @@ inline std::optional<unsigned char> byte_of_fallback_token(const std::string& t)
 
 struct DecoderStep {
     enum class Kind { byte_level, replace, byte_fallback, fuse, strip, metaspace } kind{};
-    std::string from, to;          // replace (literal) / metaspace: from = the replacement character
-    std::shared_ptr<Regex> regex;  // replace with a Regex pattern
+    Replacement replacement;       // replace
+    std::string metaspace_char;    // metaspace: the replacement character
     char32_t strip_char = 0;
     std::size_t strip_start = 0, strip_stop = 0;
     bool drop_first_replacement = true;  // metaspace: prepend_scheme is not "never"
@@ -39,7 +39,7 @@ struct DecoderStep {
         switch (kind) {
         case Kind::byte_level: return byte_level(tokens);
         case Kind::replace:
-            for (std::string& t : tokens) t = regex ? regex->replace_all(t, to) : replace_literal(t, from, to);
+            for (std::string& t : tokens) t = replacement.apply(t);
             return;
         case Kind::byte_fallback: return byte_fallback(tokens);
         case Kind::fuse: {
@@ -53,7 +53,7 @@ struct DecoderStep {
             return;
         case Kind::metaspace:
             for (std::size_t i = 0; i < tokens.size(); ++i)
-                tokens[i] = replace_literal(tokens[i], from, i == 0 && drop_first_replacement ? "" : " ");
+                tokens[i] = replace_literal(tokens[i], metaspace_char, i == 0 && drop_first_replacement ? "" : " ");
             return;
         }
     }
@@ -140,19 +140,13 @@ private:
         DecoderStep step;
         using Kind = DecoderStep::Kind;
         if (type == "Sequence") {
-            const Json& list = member(spec, "decoders", path);
-            require(list.is_array(), json_where, path, ".decoders must be an array");
-            for (std::size_t i = 0; i < list.size(); ++i) add(list[i], path + ".decoders[" + std::to_string(i) + "]");
+            for_each_in_sequence(spec, "decoders", path, [&](const Json& c, const std::string& p) { add(c, p); });
             return;
         } else if (type == "ByteLevel") {
             step.kind = Kind::byte_level;
         } else if (type == "Replace") {
             step.kind = Kind::replace;
-            const PatternSpec pattern = pattern_field(spec, path);
-            require(!pattern.text.empty(), json_where, path, ".pattern must not be empty");
-            step.to = string_field(spec, "content", path);
-            if (pattern.is_regex) step.regex = std::make_shared<Regex>(pattern.text, json_where);
-            else step.from = pattern.text;
+            step.replacement = Replacement::from_json(spec, path);
         } else if (type == "ByteFallback") {
             step.kind = Kind::byte_fallback;
         } else if (type == "Fuse") {
@@ -165,7 +159,7 @@ private:
             step.strip_start = static_cast<std::size_t>(start), step.strip_stop = static_cast<std::size_t>(stop);
         } else if (type == "Metaspace") {
             step.kind = Kind::metaspace;
-            step.from = utf8_of(single_code_point(string_field(spec, "replacement", path), json_where, path + ".replacement"));
+            step.metaspace_char = utf8_of(single_code_point(string_field(spec, "replacement", path), json_where, path + ".replacement"));
             const Json& scheme = member(spec, "prepend_scheme", path);
             step.drop_first_replacement = scheme.is_null() ? bool_field(spec, "add_prefix_space", path, true)
                                                            : string_field(spec, "prepend_scheme", path) != "never";

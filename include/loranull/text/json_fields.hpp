@@ -70,6 +70,16 @@ inline std::int32_t id_value(const Json& v, const std::string& path) {
     return static_cast<std::int32_t>(v.get<std::int64_t>());
 }
 
+/// Calls add(component, its path) for each entry of a Sequence's list `key`
+/// ("normalizers", "pretokenizers", "decoders", "processors").
+template <class Add>
+void for_each_in_sequence(const Json& spec, std::string_view key, const std::string& path, Add&& add) {
+    const Json& list = member(spec, key, path);
+    const std::string list_path = child_path(path, key);
+    require(list.is_array(), json_where, list_path, " must be an array, got ", list.type_name());
+    for (std::size_t i = 0; i < list.size(); ++i) add(list[i], list_path + "[" + std::to_string(i) + "]");
+}
+
 /// The "type" of a component, e.g. "BPE", "Sequence".
 inline std::string type_of(const Json& component, const std::string& path) {
     return string_field(component, "type", path);

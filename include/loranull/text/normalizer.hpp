@@ -48,19 +48,39 @@ inline std::string unicode_normal_form(std::string_view text, int options) {
     return out;
 }
 
+/// Replace's pattern ({"String": s} or {"Regex": r}) and content: one type for
+/// the Replace normalizer and the Replace decoder, which read the same fields.
+struct Replacement {
+    std::string literal, content;
+    std::shared_ptr<Regex> regex;
+
+    static Replacement from_json(const Json& spec, const std::string& path) {
+        Replacement r;
+        const PatternSpec pattern = pattern_field(spec, path);
+        require(!pattern.text.empty(), json_where, path, ".pattern must not be empty");
+        r.content = string_field(spec, "content", path);
+        if (pattern.is_regex) r.regex = std::make_shared<Regex>(pattern.text, json_where);
+        else r.literal = pattern.text;
+        return r;
+    }
+    std::string apply(std::string_view s) const {
+        return regex ? regex->replace_all(s, content) : replace_literal(s, literal, content);
+    }
+};
+
 /// One step of a normalizer.
 struct NormalizerStep {
     enum class Kind { unicode_form, prepend, replace, strip } kind{};
     int unicode_options = 0;      // unicode_form: utf8proc flags
-    std::string text, content;    // prepend: text; replace: text (literal) -> content
-    std::shared_ptr<Regex> regex; // replace with a Regex pattern
+    std::string text;             // prepend
+    Replacement replacement;      // replace
     bool strip_left = false, strip_right = false;
 
     std::string apply(std::string s) const {
         switch (kind) {
         case Kind::unicode_form: return unicode_normal_form(s, unicode_options);
         case Kind::prepend: return s.empty() ? s : text + s;  // tokenizers: nothing is prepended to ""
-        case Kind::replace: return regex ? regex->replace_all(s, content) : replace_literal(s, text, content);
+        case Kind::replace: return replacement.apply(s);
         case Kind::strip: return strip_white_space(s);
         }
         return s;
@@ -108,10 +128,7 @@ private:
         NormalizerStep step;
         using Kind = NormalizerStep::Kind;
         if (type == "Sequence") {
-            const Json& list = member(spec, "normalizers", path);
-            require(list.is_array(), json_where, path, ".normalizers must be an array");
-            for (std::size_t i = 0; i < list.size(); ++i)
-                add(list[i], path + ".normalizers[" + std::to_string(i) + "]");
+            for_each_in_sequence(spec, "normalizers", path, [&](const Json& c, const std::string& p) { add(c, p); });
             return;
         } else if (type == "NFC" || type == "NFD" || type == "NFKC" || type == "NFKD") {
             step.kind = Kind::unicode_form;
@@ -122,11 +139,7 @@ private:
             step.text = string_field(spec, "prepend", path);
         } else if (type == "Replace") {
             step.kind = Kind::replace;
-            const PatternSpec pattern = pattern_field(spec, path);
-            require(!pattern.text.empty(), json_where, path, ".pattern must not be empty");
-            step.content = string_field(spec, "content", path);
-            if (pattern.is_regex) step.regex = std::make_shared<Regex>(pattern.text, json_where);
-            else step.text = pattern.text;
+            step.replacement = Replacement::from_json(spec, path);
         } else if (type == "Strip") {
             step.kind = Kind::strip;
             step.strip_left = bool_field(spec, "strip_left", path, false);

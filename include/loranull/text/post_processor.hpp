@@ -36,9 +36,7 @@ private:
         const std::string type = type_of(spec, path);
         if (type == "ByteLevel") return;  // trims offsets; ids unchanged
         if (type == "Sequence") {
-            const Json& list = member(spec, "processors", path);
-            require(list.is_array(), json_where, path, ".processors must be an array");
-            for (std::size_t i = 0; i < list.size(); ++i) add(list[i], path + ".processors[" + std::to_string(i) + "]");
+            for_each_in_sequence(spec, "processors", path, [&](const Json& c, const std::string& p) { add(c, p); });
             return;
         }
         require(type == "TemplateProcessing", json_where, path, ": post_processor type ", type,

@@ -175,10 +175,7 @@ private:
         PreTokenizerStep step;
         using Kind = PreTokenizerStep::Kind;
         if (type == "Sequence") {
-            const Json& list = member(spec, "pretokenizers", path);
-            require(list.is_array(), json_where, path, ".pretokenizers must be an array");
-            for (std::size_t i = 0; i < list.size(); ++i)
-                add(list[i], path + ".pretokenizers[" + std::to_string(i) + "]");
+            for_each_in_sequence(spec, "pretokenizers", path, [&](const Json& c, const std::string& p) { add(c, p); });
             return;
         } else if (type == "Split") {
             step.kind = Kind::split;
