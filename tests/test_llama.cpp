@@ -86,8 +86,8 @@ TEST_CASE("kernel backward passes match finite differences (double)") {
     SUBCASE("rotary embedding: backward is the inverse rotation") {
         Mat<double> x = test::gaussian<double>(8, 6, 7), g = test::gaussian<double>(8, 6, 8);
         Mat<double> dx = g;
-        cpu.rope(dx, 2, 4, 3, 10000.0, -1);
-        auto loss = [&] { Mat<double> y = x; cpu.rope(y, 2, 4, 3, 10000.0); return readout(g, y); };
+        cpu.rope(dx, 2, 4, 3, rope_frequencies(10000.0, 4), -1);
+        auto loss = [&] { Mat<double> y = x; cpu.rope(y, 2, 4, 3, rope_frequencies(10000.0, 4)); return readout(g, y); };
         CHECK(gradient_error(x, dx, loss) < 1e-8);
     }
     SUBCASE("causal grouped-query attention") {
@@ -145,7 +145,7 @@ TEST_CASE("RoPE is Hugging Face's rotate-half and depends only on relative posit
     const Index hd = 8, seq = 6;
     Mat<double> x = Mat<double>::Zero(hd, seq);
     x.row(1).setOnes();
-    cpu.rope(x, 1, hd, seq, 10000.0);
+    cpu.rope(x, 1, hd, seq, rope_frequencies(10000.0, hd));
     for (Index p = 0; p < seq; ++p) {
         const double angle = double(p) * std::pow(10000.0, -2.0 / 8.0);
         CHECK(x(1, p) == doctest::Approx(std::cos(angle)));
@@ -156,7 +156,7 @@ TEST_CASE("RoPE is Hugging Face's rotate-half and depends only on relative posit
     auto at = [&](const Mat<double>& v, Index p) {
         Mat<double> seq_of(hd, seq);
         for (Index t = 0; t < seq; ++t) seq_of.col(t) = v;
-        cpu.rope(seq_of, 1, hd, seq, 10000.0);
+        cpu.rope(seq_of, 1, hd, seq, rope_frequencies(10000.0, hd));
         return Eigen::VectorXd(seq_of.col(p));
     };
     CHECK(at(q, 4).dot(at(k, 2)) == doctest::Approx(at(q, 3).dot(at(k, 1))));
@@ -337,11 +337,15 @@ TEST_CASE("checkpoints round-trip with Hugging Face names, sharded and tied ones
     }
     CHECK(test::error_message([&] { io::load_hf_checkpoint<float>(cpu, dir / "nowhere"); }).find("not a folder") !=
           std::string::npos);
-    // Features this model does not compute are refused, not ignored.
+    // Features this model does not compute are refused, not ignored; the ones
+    // it does compute change which tensors it needs and their shapes.
     for (const auto& [key, value, expected] :
-         {std::tuple<const char*, nlohmann::json, const char*>{"rope_scaling", {{"rope_type", "llama3"}, {"factor", 8.0}}, "rope_scaling"},
-          {"attention_bias", true, "attention_bias = true"},
-          {"head_dim", 2, "head_dim 2 differs"},
+         {std::tuple<const char*, nlohmann::json, const char*>{"rope_scaling", {{"rope_type", "yarn"}, {"factor", 8.0}},
+                                                                "rope_scaling of type 'yarn' is not supported"},
+          {"attention_bias", true, "'model.layers.0.self_attn.q_proj.bias'"},
+          {"head_dim", 2, "'model.layers.0.self_attn.q_proj.weight' has shape [8,8], expected [4, 8]"},
+          {"partial_rotary_factor", 0.5, "'partial_rotary_factor' = 0.5 is not supported"},
+          {"model_type", "gemma", "model_type is \"gemma\""},
           {"hidden_act", "gelu", "hidden_act \"gelu\""}}) {
         const fs::path variant = dir / (std::string("variant-") + key);
         fs::create_directories(variant);

@@ -137,7 +137,7 @@ std::string error_message(ErrorCase which) {
         case ErrorCase::rope_shape:
             return error_message([&] {
                 auto x = up(H(12, 6));
-                b.rope(x, 2, 6, 4, 10000.0, 1);
+                b.rope(x, 2, 6, 4, loranull::rope_frequencies(10000.0, 6), 1);
             });
         case ErrorCase::attention_heads:
             return error_message([&] {

@@ -141,7 +141,9 @@ struct LlamaModelRun {
     template <class T>
     using Result = ModelRun<T>;
 
-    static loranull::LlamaConfig config(bool tied) {
+    /// `family`: the keys LLaMA 3.2 / Qwen2 / Mistral bring (head_dim apart from
+    /// dim / heads, biases on every projection, llama3 rope scaling).
+    static loranull::LlamaConfig config(bool tied, bool family) {
         loranull::LlamaConfig c;
         c.dim = 16;
         c.n_layers = 2;
@@ -151,16 +153,22 @@ struct LlamaModelRun {
         c.vocab_size = 37;
         c.max_seq_len = 16;
         c.tied_embeddings = tied;
+        if (family) {
+            c.head_size = 6;  // q: 24 x 16, o: 16 x 24
+            c.biases = loranull::BiasScheme::attention_and_mlp;
+            c.rope_theta = 10000;
+            c.rope_scaling = {loranull::RopeScaling::Type::llama3, 8.0, 1.0, 4.0, 256};
+        }
         return c;
     }
 
     /// Weights from init_random on the reference backend, norm gains moved off
     /// 1, and (when `adapters`) three LoRA adapters with W_res = W - s B A.
     template <class T, class Bk>
-    static ModelSpec<T> spec(Bk& b, bool tied, bool full_finetune, bool adapters) {
+    static ModelSpec<T> spec(Bk& b, bool tied, bool full_finetune, bool adapters, bool family) {
         using namespace loranull;
         ModelSpec<T> spec;
-        spec.config = config(tied);
+        spec.config = config(tied, family);
         spec.full_finetune = full_finetune;
         LlamaModel<Bk, T> reference(b, spec.config);
         reference.init_random(tied ? 21 : 22);
@@ -203,13 +211,13 @@ struct LlamaModelRun {
     static std::vector<Item<T>> items(Bk& b) {
         std::vector<Item<T>> out;
         struct Variant {
-            bool tied, full_finetune, adapters;
+            bool tied, full_finetune, adapters, family = false;
         };
         for (Variant v : {Variant{false, true, true}, Variant{true, true, true}, Variant{false, false, true},
-                          Variant{true, true, false}}) {
+                          Variant{true, true, false}, Variant{false, false, true, true}}) {
             Item<T> item{std::string(v.tied ? "tied" : "untied") + (v.full_finetune ? ", full fine-tuning" : ", LoRA only") +
-                             (v.adapters ? ", adapters" : ""),
-                         spec<T>(b, v.tied, v.full_finetune, v.adapters),
+                             (v.adapters ? ", adapters" : "") + (v.family ? ", head_dim 6, biases, llama3 rope" : ""),
+                         spec<T>(b, v.tied, v.full_finetune, v.adapters, v.family),
                          {}};
             item.training.seq_len = 13;
             item.training.tokens = random_tokens(2 * 13, item.spec.config.vocab_size, 31);

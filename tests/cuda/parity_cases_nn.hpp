@@ -31,6 +31,7 @@
 #include <vector>
 
 #include <loranull/backend/nn.hpp>
+#include <loranull/llama/rope.hpp>
 
 #include "parity_cases_primitives.hpp"
 
@@ -131,7 +132,7 @@ struct Rope {
     };
     template <class T>
     struct Result {
-        HostMatrix<T> forward, inverse, llama3;  // direction 1, -1, and theta 500000 (Llama 3)
+        HostMatrix<T> forward, inverse, llama3, scaled;  // direction 1, -1, theta 500000 (Llama 3), llama3 scaling
     };
     template <class T, class Bk>
     static std::vector<Item<T>> items(Bk&) {
@@ -147,18 +148,27 @@ struct Rope {
     }
     template <class T, class Bk>
     static Result<T> run(Bk& b, const Item<T>& in) {
-        const auto rotated = [&](double theta, int direction) {
+        const auto rotated = [&](const std::vector<double>& frequencies, int direction) {
             auto x = b.upload(in.x);
-            b.rope(x, in.heads, in.head_dim, in.seq, theta, direction);
+            b.rope(x, in.heads, in.head_dim, in.seq, frequencies, direction);
             return b.download(x);
         };
-        return {rotated(10000.0, 1), rotated(10000.0, -1), rotated(500000.0, 1)};
+        loranull::LlamaConfig llama31;  // Llama 3.1's frequency bands, at this head size
+        llama31.dim = in.heads * in.head_dim;
+        llama31.n_heads = in.heads;
+        llama31.n_kv_heads = in.heads;
+        llama31.rope_theta = 500000;
+        llama31.rope_scaling = {loranull::RopeScaling::Type::llama3, 8.0, 1.0, 4.0, 64};
+        const auto plain = loranull::rope_frequencies(10000.0, in.head_dim);
+        return {rotated(plain, 1), rotated(plain, -1), rotated(loranull::rope_frequencies(500000.0, in.head_dim), 1),
+                rotated(loranull::rope_frequencies(llama31), 1)};
     }
     template <class T, class Check>
     static void check(Check& c, const Item<T>&, const Result<T>& got, const Result<T>& expected) {
         c.below("forward", c.relative(got.forward, expected.forward), nn_tol<T>(2));
         c.below("inverse", c.relative(got.inverse, expected.inverse), nn_tol<T>(2));
         c.below("theta 500000", c.relative(got.llama3, expected.llama3), nn_tol<T>(2));
+        c.below("llama3 scaling", c.relative(got.scaled, expected.scaled), nn_tol<T>(2));
     }
 };
 

@@ -49,15 +49,17 @@ struct AttentionShape {
 template <class Bk, class T>
 concept NnBackendFor = BackendFor<Bk, T> && requires(Bk& b, matrix_t<Bk, T>& out, const matrix_t<Bk, T>& a,
                                                     const std::vector<std::int32_t>& tokens, const AttentionShape& shape,
-                                                    T eps, double x, long step, Index i) {
+                                                    T eps, double x, long step, Index i,
+                                                    const std::vector<double>& frequencies) {
     // X(:, t) = table(:, tokens[t]) and its scatter-add backward.
     { b.embedding_forward(a, tokens) } -> std::same_as<matrix_t<Bk, T>>;
     b.embedding_backward(out, a, tokens);
     // y = x rstd g, rstd = 1 / sqrt(mean(x^2) + eps) saved; backward returns dx, accumulates dg.
     { b.rmsnorm_forward(a, a, eps, out) } -> std::same_as<matrix_t<Bk, T>>;
     { b.rmsnorm_backward(a, a, a, a, out) } -> std::same_as<matrix_t<Bk, T>>;
-    // Rotary embedding in place (HF rotate-half); direction -1 is its backward.
-    b.rope(out, i, i, i, x, 1);
+    // Rotary embedding in place (HF rotate-half) at the head_dim / 2 inverse
+    // frequencies given (llama/rope.hpp); direction -1 is its backward.
+    b.rope(out, i, i, i, frequencies, 1);
     // Causal grouped-query attention; probabilities saved for the backward.
     { b.attention_forward(a, a, a, shape, out) } -> std::same_as<matrix_t<Bk, T>>;
     b.attention_backward(a, a, a, a, a, shape, out, out, out);
@@ -109,12 +111,14 @@ void check_rmsnorm_gain(const M& x, const M& gain, const char* where) {
 /// heads >= 1 and hd >= 2 (`nonempty_heads`); the CPU's loops accept empty
 /// heads, and keep doing so.
 template <class M>
-void check_rope(const M& x, Index heads, Index head_dim, Index seq_len, const char* where,
-                bool nonempty_heads = false) {
+void check_rope(const M& x, Index heads, Index head_dim, Index seq_len, const std::vector<double>& frequencies,
+                const char* where, bool nonempty_heads = false) {
     require((!nonempty_heads || (heads >= 1 && head_dim >= 2)) && x.rows() == heads * head_dim &&
                 head_dim % 2 == 0 && seq_len > 0 && x.cols() % seq_len == 0,
             where, "x is ", shape_string(x.rows(), x.cols()), " for ", heads, " heads of ", head_dim,
             " (even) and sequences of ", seq_len);
+    require(static_cast<Index>(frequencies.size()) == head_dim / 2, where, frequencies.size(),
+            " rotary frequencies for head_dim ", head_dim, " (need head_dim / 2)");
 }
 
 /// Attention: q (heads hd) x T, k and v (kv_heads hd) x T, heads a multiple of

@@ -36,60 +36,150 @@ namespace loranull::io {
 
 namespace detail {
 
-inline nlohmann::json config_to_json(const LlamaConfig& c, const std::string& dtype) {
-    return {{"architectures", {"LlamaForCausalLM"}},
-            {"model_type", "llama"},
-            {"hidden_size", c.dim},
-            {"intermediate_size", c.hidden_dim},
-            {"num_attention_heads", c.n_heads},
-            {"num_hidden_layers", c.n_layers},
-            {"num_key_value_heads", c.n_kv_heads},
-            {"vocab_size", c.vocab_size},
-            {"max_position_embeddings", c.max_seq_len},
-            {"rope_theta", c.rope_theta},
-            {"rms_norm_eps", c.norm_eps},
-            {"tie_word_embeddings", c.tied_embeddings},
-            {"hidden_act", "silu"},
-            {"torch_dtype", dtype}};
+inline const char* rope_type_name(RopeScaling::Type t) {
+    switch (t) {
+        case RopeScaling::Type::none: return "default";
+        case RopeScaling::Type::linear: return "linear";
+        case RopeScaling::Type::llama3: return "llama3";
+        case RopeScaling::Type::dynamic: return "dynamic";
+    }
+    return "?";
 }
 
+/// config.json for `c`, in its family's spelling (what from_json reads back).
+inline nlohmann::json config_to_json(const LlamaConfig& c, const std::string& dtype) {
+    const std::string architecture = c.model_type == "mistral" ? "MistralForCausalLM"
+                                     : c.model_type == "qwen2" ? "Qwen2ForCausalLM"
+                                                               : "LlamaForCausalLM";
+    nlohmann::json j = {{"architectures", {architecture}},
+                        {"model_type", c.model_type},
+                        {"hidden_size", c.dim},
+                        {"intermediate_size", c.hidden_dim},
+                        {"num_attention_heads", c.n_heads},
+                        {"num_hidden_layers", c.n_layers},
+                        {"num_key_value_heads", c.n_kv_heads},
+                        {"vocab_size", c.vocab_size},
+                        {"max_position_embeddings", c.max_seq_len},
+                        {"rope_theta", c.rope_theta},
+                        {"rms_norm_eps", c.norm_eps},
+                        {"tie_word_embeddings", c.tied_embeddings},
+                        {"hidden_act", "silu"},
+                        {"torch_dtype", dtype}};
+    if (c.head_size > 0) j["head_dim"] = c.head_size;
+    if (c.rope_scaling.type != RopeScaling::Type::none) {
+        const RopeScaling& s = c.rope_scaling;
+        j["rope_scaling"] = {{"rope_type", rope_type_name(s.type)}, {"factor", s.factor}};
+        if (s.type == RopeScaling::Type::llama3) {
+            j["rope_scaling"]["low_freq_factor"] = s.low_freq_factor;
+            j["rope_scaling"]["high_freq_factor"] = s.high_freq_factor;
+            j["rope_scaling"]["original_max_position_embeddings"] = s.original_max_position;
+        }
+    }
+    if (c.model_type == "qwen2") {
+        j["use_sliding_window"] = c.sliding_window > 0;
+        j["sliding_window"] = c.sliding_window > 0 ? c.sliding_window : c.max_seq_len;
+    } else {
+        if (c.model_type == "mistral") j["sliding_window"] = c.sliding_window > 0 ? nlohmann::json(c.sliding_window) : nlohmann::json(nullptr);
+        j["attention_bias"] = c.attention_has_bias();
+        j["mlp_bias"] = c.mlp_has_bias();
+    }
+    return j;
+}
+
+/// The families' config.json (transformers' LlamaConfig, MistralConfig,
+/// Qwen2Config): every key that changes the computation is read or refused by
+/// name (docs/llama.md, "The families"); the rest is metadata.
 inline LlamaConfig config_from_json(const nlohmann::json& j, const std::string& where) {
+    auto has = [&](const char* key) { return j.contains(key) && !j[key].is_null(); };
     auto get_int = [&](const char* key) -> Index {
-        require(j.contains(key) && j[key].is_number_integer(), where, "config.json: '", key,
-                "' is missing or not an integer");
+        require(has(key) && j[key].is_number_integer(), where, "config.json: '", key, "' is missing or not an integer");
         return j[key].get<Index>();
     };
+    auto get_bool = [&](const char* key, bool fallback) {
+        if (!has(key)) return fallback;
+        require(j[key].is_boolean(), where, "config.json: '", key, "' is ", j[key].dump(), ", expected true or false");
+        return j[key].get<bool>();
+    };
+    auto get_number = [&](const nlohmann::json& o, const char* key, double fallback, const char* in) {
+        if (!o.contains(key) || o[key].is_null()) return fallback;
+        require(o[key].is_number(), where, "config.json: ", in, "'", key, "' is ", o[key].dump(), ", expected a number");
+        return o[key].get<double>();
+    };
     LlamaConfig c;
+    c.model_type = has("model_type") && j["model_type"].is_string() ? j["model_type"].get<std::string>() : "llama";
+    require(c.model_type == "llama" || c.model_type == "mistral" || c.model_type == "qwen2", where,
+            "config.json: model_type is ", j.contains("model_type") ? j["model_type"].dump() : "",
+            ", expected \"llama\", \"mistral\" or \"qwen2\"");
     c.dim = get_int("hidden_size");
     c.hidden_dim = get_int("intermediate_size");
     c.n_heads = get_int("num_attention_heads");
     c.n_layers = get_int("num_hidden_layers");
-    c.n_kv_heads = j.contains("num_key_value_heads") && !j["num_key_value_heads"].is_null()
-                       ? get_int("num_key_value_heads")
-                       : c.n_heads;
+    c.n_kv_heads = has("num_key_value_heads") ? get_int("num_key_value_heads") : c.n_heads;
     c.vocab_size = get_int("vocab_size");
-    c.max_seq_len = j.contains("max_position_embeddings") ? get_int("max_position_embeddings") : 2048;
-    c.rope_theta = j.value("rope_theta", 10000.0);
-    c.norm_eps = j.value("rms_norm_eps", 1e-6);
-    c.tied_embeddings = j.value("tie_word_embeddings", false);
-    if (j.contains("model_type"))
-        require(j["model_type"] == "llama", where, "config.json: model_type is ", j["model_type"].dump(),
-                ", expected \"llama\"");
-    // What this model does not compute must be refused, never ignored: a
-    // scaled RoPE, biases or a decoupled head size would load and give wrong
-    // logits silently.
-    require(!j.contains("rope_scaling") || j["rope_scaling"].is_null(), where,
-            "config.json: rope_scaling ", j.contains("rope_scaling") ? j["rope_scaling"].dump() : "",
-            " is not supported (plain RoPE only)");
-    for (const char* bias : {"attention_bias", "mlp_bias"})
-        require(!j.contains(bias) || j[bias] == false, where, "config.json: ", bias, " = true is not supported");
-    if (j.contains("head_dim") && !j["head_dim"].is_null())
-        require(j["head_dim"].is_number_integer() && j["head_dim"].get<Index>() * c.n_heads == c.dim, where,
-                "config.json: head_dim ", j["head_dim"].dump(), " differs from hidden_size / num_attention_heads = ",
-                c.n_heads > 0 ? c.dim / c.n_heads : 0, " (not supported)");
-    if (j.contains("hidden_act"))
+    c.max_seq_len = has("max_position_embeddings") ? get_int("max_position_embeddings") : 2048;
+    c.rope_theta = get_number(j, "rope_theta", 10000.0, "");
+    c.norm_eps = get_number(j, "rms_norm_eps", 1e-6, "");
+    c.tied_embeddings = get_bool("tie_word_embeddings", false);
+    if (has("head_dim")) {
+        c.head_size = get_int("head_dim");
+        require(c.head_size > 0, where, "config.json: head_dim ", c.head_size, " must be positive");
+    }
+    if (has("hidden_act"))
         require(j["hidden_act"] == "silu", where, "config.json: hidden_act ", j["hidden_act"].dump(),
                 " is not supported (silu only)");
+
+    // Biases: LLaMA and Mistral by attention_bias / mlp_bias, Qwen2 always on q, k, v.
+    if (c.model_type == "qwen2") {
+        c.biases = BiasScheme::qkv;
+    } else {
+        const bool attention = get_bool("attention_bias", false), mlp = get_bool("mlp_bias", false);
+        c.biases = attention && mlp ? BiasScheme::attention_and_mlp
+                   : attention      ? BiasScheme::attention
+                   : mlp            ? BiasScheme::mlp
+                                    : BiasScheme::none;
+    }
+
+    // Sliding windows: Mistral's sliding_window (null: none); Qwen2's only
+    // when use_sliding_window (then on the layers from max_window_layers on).
+    // Either way the model refuses sequences longer than the window, so
+    // whichever layers it applies to, what is computed equals HF's.
+    if (c.model_type == "mistral" && has("sliding_window")) c.sliding_window = get_int("sliding_window");
+    if (c.model_type == "qwen2" && get_bool("use_sliding_window", false)) c.sliding_window = get_int("sliding_window");
+
+    // rope_scaling: rope_type (older files: type) default, linear, llama3 or dynamic.
+    if (has("rope_scaling")) {
+        const nlohmann::json& r = j["rope_scaling"];
+        require(r.is_object(), where, "config.json: rope_scaling ", r.dump(), " is not an object");
+        const std::string type = r.contains("rope_type") ? r["rope_type"].get<std::string>()
+                                 : r.contains("type")    ? r["type"].get<std::string>()
+                                                         : "";
+        RopeScaling& s = c.rope_scaling;
+        if (type == "default") s.type = RopeScaling::Type::none;
+        else if (type == "linear") s.type = RopeScaling::Type::linear;
+        else if (type == "llama3") s.type = RopeScaling::Type::llama3;
+        else if (type == "dynamic") s.type = RopeScaling::Type::dynamic;
+        else
+            fail(where, "config.json: rope_scaling of type '", type, "' is not supported (default, linear, llama3 and "
+                        "dynamic are; ", r.dump(), ")");
+        if (s.type != RopeScaling::Type::none) {
+            require(r.contains("factor"), where, "config.json: rope_scaling ", r.dump(), " has no factor");
+            s.factor = get_number(r, "factor", 1.0, "rope_scaling ");
+        }
+        if (s.type == RopeScaling::Type::llama3) {
+            s.low_freq_factor = get_number(r, "low_freq_factor", 1.0, "rope_scaling ");
+            s.high_freq_factor = get_number(r, "high_freq_factor", 4.0, "rope_scaling ");
+            s.original_max_position = static_cast<Index>(get_number(r, "original_max_position_embeddings", 8192, "rope_scaling "));
+        }
+        // attention_factor (YaRN, longrope) and other scaled attentions change
+        // the logits: refused rather than ignored.
+        for (const char* key : {"attention_factor", "beta_fast", "beta_slow", "short_factor", "long_factor", "mscale"})
+            require(!r.contains(key), where, "config.json: rope_scaling key '", key, "' is not supported");
+    }
+    // Keys of related architectures that would change the logits.
+    for (const char* key : {"partial_rotary_factor", "qk_norm", "attn_logit_softcapping", "final_logit_softcapping",
+                            "query_pre_attn_scalar", "attention_multiplier", "logits_scaling"})
+        require(!has(key) || (std::string(key) == "partial_rotary_factor" && j[key] == 1.0), where, "config.json: '",
+                key, "' = ", has(key) ? j[key].dump() : "", " is not supported");
     c.validate();
     return c;
 }
@@ -110,8 +200,11 @@ void save_hf_checkpoint(const LlamaModel<Bk, T>& model, const std::filesystem::p
         const std::string prefix = "model.layers." + std::to_string(l) + ".";
         writer.add(prefix + "input_layernorm.weight", b.download(block.attn_norm), dtype);
         writer.add(prefix + "post_attention_layernorm.weight", b.download(block.mlp_norm), dtype);
-        for (ProjectionKind kind : all_projections)
+        for (ProjectionKind kind : all_projections) {
             writer.add(prefix + projection_path(kind) + ".weight", b.download(block[kind].effective_weight()), dtype);
+            if (block[kind].bias.rows() > 0)
+                writer.add(prefix + projection_path(kind) + ".bias", b.download(block[kind].bias), dtype);
+        }
     }
     writer.add("model.norm.weight", b.download(model.final_norm), dtype);
     if (!model.config.tied_embeddings) writer.add("lm_head.weight", b.download(model.lm_head), dtype);
@@ -238,8 +331,10 @@ public:
             const std::string prefix = "model.layers." + std::to_string(l) + ".";
             out.push_back({prefix + "input_layernorm.weight", {c.dim, 1}});
             out.push_back({prefix + "post_attention_layernorm.weight", {c.dim, 1}});
-            for (ProjectionKind kind : all_projections)
+            for (ProjectionKind kind : all_projections) {
                 out.push_back({prefix + projection_path(kind) + ".weight", projection_shape(kind)});
+                if (has_bias(c, kind)) out.push_back({prefix + projection_path(kind) + ".bias", {projection_shape(kind)[0], 1}});
+            }
         }
         out.push_back({"model.norm.weight", {c.dim, 1}});
         if (!c.tied_embeddings) out.push_back({"lm_head.weight", {c.vocab_size, c.dim}});
@@ -268,6 +363,8 @@ public:
         for (ProjectionKind kind : all_projections) {
             const auto shape = projection_shape(kind);
             block[kind].weight = b.upload(read<T>(prefix + projection_path(kind) + ".weight", shape[0], shape[1]));
+            if (has_bias(config_, kind))
+                block[kind].bias = b.upload(read<T>(prefix + projection_path(kind) + ".bias", shape[0], 1));
         }
         return block;
     }

@@ -1,12 +1,6 @@
 #pragma once
 // Calibration of a LLaMA block (SPEC.md section 1): the four distinct inputs of
-// its seven projections, one covariance each.
-//
-//   input         read by            size
-//   attn_in       q, k, v            dim        (the attention norm's output)
-//   o_in          o                  heads * head_dim (the attention's output)
-//   mlp_in        gate, up           dim        (the MLP norm's output)
-//   down_in       down               hidden_dim (silu(gate) * up)
+// its seven projections (llama/layout.hpp), one covariance each.
 //
 // Layers that share an input share its covariance: 4 accumulators a block, not
 // 7. BlockCalibration holds them and is fed by the model's forward hook
@@ -28,54 +22,11 @@
 #include "loranull/linalg/covariance.hpp"
 #include "loranull/linalg/null_space.hpp"
 #include "loranull/llama/config.hpp"
+#include "loranull/llama/layout.hpp"
 #include "loranull/llama/model.hpp"
 #include "loranull/lora/methods.hpp"
 
 namespace loranull {
-
-inline constexpr std::array<LinearInput, 4> all_inputs = {LinearInput::attn_in, LinearInput::o_in, LinearInput::mlp_in,
-                                                          LinearInput::down_in};
-
-/// "attn_in", "o_in", "mlp_in", "down_in" (file names, reports).
-inline const char* input_name(LinearInput input) {
-    switch (input) {
-        case LinearInput::attn_in: return "attn_in";
-        case LinearInput::o_in: return "o_in";
-        case LinearInput::mlp_in: return "mlp_in";
-        case LinearInput::down_in: return "down_in";
-    }
-    return "?";
-}
-
-/// {out, in} of a projection of `config` (PyTorch's weight shape).
-inline std::array<Index, 2> projection_shape(const LlamaConfig& config, ProjectionKind kind) {
-    const Index d = config.dim, kv = config.n_kv_heads * config.head_dim(), h = config.hidden_dim;
-    switch (kind) {
-        case ProjectionKind::q: case ProjectionKind::o: return {d, d};
-        case ProjectionKind::k: case ProjectionKind::v: return {kv, d};
-        case ProjectionKind::gate: case ProjectionKind::up: return {h, d};
-        case ProjectionKind::down: return {d, h};
-    }
-    return {0, 0};
-}
-
-/// The size of an input: the `in` of the projections that read it.
-inline Index input_dim(const LlamaConfig& config, LinearInput input) {
-    for (ProjectionKind kind : all_projections)
-        if (input_of(kind) == input) return projection_shape(config, kind)[1];
-    return 0;
-}
-
-/// The largest LoRA rank every projection admits: min over them of min(out, in).
-inline Index max_rank(const LlamaConfig& config) {
-    Index smallest = -1;
-    for (ProjectionKind kind : all_projections) {
-        const auto [out, in] = projection_shape(config, kind);
-        const Index fits = std::min(out, in);
-        smallest = smallest < 0 ? fits : std::min(smallest, fits);
-    }
-    return smallest;
-}
 
 /// The four input covariances of one block, accumulated in Tc.
 template <class Bk, Real Tc = double>

@@ -32,50 +32,11 @@
 #include "loranull/core/error.hpp"
 #include "loranull/core/random.hpp"
 #include "loranull/llama/config.hpp"
+#include "loranull/llama/layout.hpp"
+#include "loranull/llama/rope.hpp"
 #include "loranull/llama/projection.hpp"
 
 namespace loranull {
-
-/// The seven projections of a block, in Hugging Face's order and names.
-enum class ProjectionKind { q, k, v, o, gate, up, down };
-inline constexpr std::array<ProjectionKind, 7> all_projections = {ProjectionKind::q,    ProjectionKind::k,
-                                                                  ProjectionKind::v,    ProjectionKind::o,
-                                                                  ProjectionKind::gate, ProjectionKind::up,
-                                                                  ProjectionKind::down};
-
-/// "q_proj", ..., "down_proj".
-inline const char* projection_name(ProjectionKind p) {
-    switch (p) {
-        case ProjectionKind::q: return "q_proj";
-        case ProjectionKind::k: return "k_proj";
-        case ProjectionKind::v: return "v_proj";
-        case ProjectionKind::o: return "o_proj";
-        case ProjectionKind::gate: return "gate_proj";
-        case ProjectionKind::up: return "up_proj";
-        case ProjectionKind::down: return "down_proj";
-    }
-    return "?";
-}
-
-/// "self_attn.q_proj", "mlp.down_proj", ...: the module path inside a block.
-inline std::string projection_path(ProjectionKind p) {
-    const bool attention = p == ProjectionKind::q || p == ProjectionKind::k || p == ProjectionKind::v || p == ProjectionKind::o;
-    return std::string(attention ? "self_attn." : "mlp.") + projection_name(p);
-}
-
-/// The four distinct inputs of a block's linear layers.
-enum class LinearInput { attn_in, o_in, mlp_in, down_in };
-
-/// Which input a projection reads.
-inline LinearInput input_of(ProjectionKind p) {
-    switch (p) {
-        case ProjectionKind::q: case ProjectionKind::k: case ProjectionKind::v: return LinearInput::attn_in;
-        case ProjectionKind::o: return LinearInput::o_in;
-        case ProjectionKind::gate: case ProjectionKind::up: return LinearInput::mlp_in;
-        case ProjectionKind::down: return LinearInput::down_in;
-    }
-    return LinearInput::attn_in;
-}
 
 /// A parameter as the optimizer and the checkpoint code see it.
 template <class Matrix>
@@ -95,7 +56,8 @@ public:
         Matrix mlp_norm;   // dim x 1      post_attention_layernorm.weight
         std::array<Projection<Bk, T>, 7> proj;  // indexed by ProjectionKind:
         // q (H hd x dim), k (Hkv hd x dim), v (Hkv hd x dim), o (dim x H hd),
-        // gate (hidden x dim), up (hidden x dim), down (dim x hidden)
+        // gate (hidden x dim), up (hidden x dim), down (dim x hidden); hd is
+        // head_dim, H hd need not equal dim. Biases (out x 1) as the config says.
         Matrix d_attn_norm, d_mlp_norm;
 
         Projection<Bk, T>& operator[](ProjectionKind p) { return proj[static_cast<std::size_t>(p)]; }
@@ -113,7 +75,7 @@ public:
     /// A model with every weight zero (to be filled by init_random or a checkpoint).
     LlamaModel(Bk& backend, LlamaConfig cfg) : config(cfg), backend_(&backend) {
         config.validate();
-        const Index d = config.dim, kv = config.n_kv_heads * config.head_dim();
+        const Index d = config.dim;
         embed = zeros<T>(backend, d, config.vocab_size);
         final_norm = ones(d);
         if (!config.tied_embeddings) lm_head = zeros<T>(backend, config.vocab_size, d);
@@ -121,9 +83,11 @@ public:
         for (auto& block : blocks) {
             block.attn_norm = ones(d);
             block.mlp_norm = ones(d);
-            const Index shapes[7][2] = {{d, d}, {kv, d}, {kv, d}, {d, d}, {config.hidden_dim, d}, {config.hidden_dim, d},
-                                        {d, config.hidden_dim}};
-            for (std::size_t p = 0; p < 7; ++p) block.proj[p].weight = zeros<T>(backend, shapes[p][0], shapes[p][1]);
+            for (ProjectionKind kind : all_projections) {
+                const auto [out, in] = projection_shape(config, kind);
+                block[kind].weight = zeros<T>(backend, out, in);
+                if (has_bias(config, kind)) block[kind].bias = zeros<T>(backend, out, 1);
+            }
         }
     }
 
@@ -141,6 +105,7 @@ public:
             for (ProjectionKind p : all_projections) {
                 auto& w = block[p].weight;
                 w = gaussian(w.rows(), w.cols(), p == ProjectionKind::o || p == ProjectionKind::down ? residual : 0.02);
+                if (block[p].bias.rows() > 0) block[p].bias = gaussian(w.rows(), 1, 0.02);
             }
         if (!config.tied_embeddings) lm_head = gaussian(lm_head.rows(), lm_head.cols(), 0.02);
     }
@@ -156,6 +121,7 @@ public:
                 " is outside 1 .. max_seq_len = ", config.max_seq_len);
         require(!tokens.empty() && static_cast<Index>(tokens.size()) % seq_len == 0, where, tokens.size(),
                 " tokens do not make whole sequences of ", seq_len);
+        check_window(config, seq_len, where);
         const AttentionShape shape{config.n_heads, config.n_kv_heads, config.head_dim(), seq_len};
         cache_.tokens = tokens;
         cache_.shape = shape;
@@ -181,6 +147,7 @@ public:
                 " is outside 1 .. max_seq_len = ", config.max_seq_len);
         require(x.rows() == config.dim && x.cols() > 0 && x.cols() % seq_len == 0, where, "x is ",
                 shape_string(x.rows(), x.cols()), ", expected ", config.dim, " rows and whole sequences of ", seq_len);
+        check_window(config, seq_len, where);
         BlockCache scratch;
         return block_forward_cached(b, config, block, layer, std::move(x),
                                     AttentionShape{config.n_heads, config.n_kv_heads, config.head_dim(), seq_len}, hook,
@@ -250,8 +217,9 @@ public:
             const Matrix d_o = block[ProjectionKind::o].backward(b, c.o_in, dx);
             Matrix d_q, d_k, d_v;
             b.attention_backward(d_o, c.q, c.k, c.v, c.probs, cache_.shape, d_q, d_k, d_v);
-            b.rope(d_q, config.n_heads, config.head_dim(), cache_.shape.seq_len, config.rope_theta, -1);
-            b.rope(d_k, config.n_kv_heads, config.head_dim(), cache_.shape.seq_len, config.rope_theta, -1);
+            const std::vector<double> frequencies = rope_frequencies(config);
+            b.rope(d_q, config.n_heads, config.head_dim(), cache_.shape.seq_len, frequencies, -1);
+            b.rope(d_k, config.n_kv_heads, config.head_dim(), cache_.shape.seq_len, frequencies, -1);
             Matrix d_attn_in = block[ProjectionKind::q].backward(b, c.attn_in, d_q);
             b.axpy(T(1), block[ProjectionKind::k].backward(b, c.attn_in, d_k), d_attn_in);
             b.axpy(T(1), block[ProjectionKind::v].backward(b, c.attn_in, d_v), d_attn_in);
@@ -281,6 +249,7 @@ public:
                 } else {
                     add(path + ".weight", p.weight, p.d_weight);
                 }
+                if (p.bias.rows() > 0) out.push_back({path + ".bias", &p.bias, nullptr});  // frozen
             }
         }
         add("model.norm.weight", final_norm, d_final_norm);
@@ -301,6 +270,15 @@ private:
     Matrix ones(Index rows) const {
         HostMatrix<T> host(rows, 1, T(1));
         return backend_->upload(host);
+    }
+
+    /// A sliding window (Mistral; Qwen2 with use_sliding_window) changes the
+    /// attention only for sequences longer than it: those are refused, so
+    /// every sequence computed is exactly HF's.
+    static void check_window(const LlamaConfig& config, Index seq_len, const char* where) {
+        require(config.sliding_window == 0 || seq_len <= config.sliding_window, where, "sequences of ", seq_len,
+                " tokens exceed the model's sliding_window of ", config.sliding_window,
+                " (windowed attention is not implemented; use sequences of at most ", config.sliding_window, ")");
     }
 
     struct BlockCache {
@@ -324,8 +302,9 @@ private:
         c.q = block[ProjectionKind::q].forward(b, c.attn_in);
         c.k = block[ProjectionKind::k].forward(b, c.attn_in);
         c.v = block[ProjectionKind::v].forward(b, c.attn_in);
-        b.rope(c.q, config.n_heads, config.head_dim(), seq_len, config.rope_theta);
-        b.rope(c.k, config.n_kv_heads, config.head_dim(), seq_len, config.rope_theta);
+        const std::vector<double> frequencies = rope_frequencies(config);
+        b.rope(c.q, config.n_heads, config.head_dim(), seq_len, frequencies);
+        b.rope(c.k, config.n_kv_heads, config.head_dim(), seq_len, frequencies);
         c.o_in = b.attention_forward(c.q, c.k, c.v, shape, c.probs);
         if (hook) hook(layer, LinearInput::o_in, c.o_in);
         b.axpy(T(1), block[ProjectionKind::o].forward(b, c.o_in), x);

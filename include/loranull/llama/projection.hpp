@@ -2,8 +2,12 @@
 // Projection: one of a block's seven linear maps (q, k, v, o, gate, up, down),
 // dense or with a LoRA adapter in place of its weight.
 //
-//   dense   y = W x                 W (out x in) trains in full fine-tuning
-//   LoRA    y = W_res x + s B A x   (a LoraLinear; W_res frozen)
+//   dense   y = W x + b                 W (out x in) trains in full fine-tuning
+//   LoRA    y = W_res x + s B A x + b   (a LoraLinear; W_res frozen)
+//
+// The bias b (out x 1; Qwen2's q/k/v, attention_bias, mlp_bias) is part of the
+// frozen base model: an adapter never holds it, it never trains, and it does
+// not enter the layer's input covariance.
 //
 // Gradients accumulate into d_* buffers that exist only for what trains, so a
 // frozen parameter costs no gradient memory and no optimizer state.
@@ -13,6 +17,7 @@
 #include <utility>
 
 #include "loranull/backend/backend.hpp"
+#include "loranull/core/host_matrix.hpp"
 #include "loranull/lora/lora_linear.hpp"
 
 namespace loranull {
@@ -23,6 +28,7 @@ public:
     using Matrix = matrix_t<Bk, T>;
 
     Matrix weight;                          // out x in; unused (empty) while an adapter is attached
+    Matrix bias;                            // out x 1, frozen; empty: no bias
     std::optional<LoraLinear<Bk, T>> lora;  // the adapter, when attached
     bool train_weight = false;              // dense weight trains (full fine-tuning)
     Matrix d_weight, d_A, d_B;              // gradients, allocated by zero_grad for what trains
@@ -51,7 +57,14 @@ public:
         lora.reset();
     }
 
-    Matrix forward(Bk& b, const Matrix& x) const { return lora ? lora->forward(x) : product(b, weight, x); }
+    Matrix forward(Bk& b, const Matrix& x) const {
+        Matrix y = lora ? lora->forward(x) : product(b, weight, x);
+        if (bias.rows() > 0) {  // y += b 1^T: a rank-one product, on any backend
+            const Matrix ones = b.upload(HostMatrix<T>(1, x.cols(), T(1)));
+            b.gemm(Op::none, Op::none, T(1), bias, ones, T(1), y);
+        }
+        return y;
+    }
 
     /// Accumulates the gradients of what trains; returns dL/dx.
     Matrix backward(Bk& b, const Matrix& x, const Matrix& dy) {

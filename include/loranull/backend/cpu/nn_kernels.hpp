@@ -85,14 +85,15 @@ public:
     ///   x_i' = x_i cos(p f_i) - x_{i+hd/2} sin(p f_i),  x_{i+hd/2}' = x_{i+hd/2} cos + x_i sin,
     ///   f_i = theta^(-2i / hd). direction = -1 applies the inverse rotation (the backward).
     template <Real T>
-    void rope(Mat<T>& x, Index heads, Index head_dim, Index seq_len, double theta, int direction = 1) const {
-        check_rope(x, heads, head_dim, seq_len, "rope");
+    void rope(Mat<T>& x, Index heads, Index head_dim, Index seq_len, const std::vector<double>& frequencies,
+              int direction = 1) const {
+        check_rope(x, heads, head_dim, seq_len, frequencies, "rope");
         const Index half = head_dim / 2;
         // cos/sin of every (position, frequency) once, in double: seq_len x half each.
         Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic> cosines(half, seq_len), sines(half, seq_len);
         for (Index p = 0; p < seq_len; ++p)
             for (Index i = 0; i < half; ++i) {
-                const double angle = double(p) * std::pow(theta, -2.0 * double(i) / double(head_dim));
+                const double angle = double(p) * frequencies[static_cast<std::size_t>(i)];
                 cosines(i, p) = T(std::cos(angle));
                 sines(i, p) = T(direction * std::sin(angle));
             }

@@ -189,20 +189,21 @@ struct RmsnormBackwardGain {
 
 /// HF rotate-half on the pair (h hd + i, h hd + i + hd/2) of token t, position
 /// p = t mod seq: (a, b) <- (a c - b s, b c + a s), c = cos(p f_i),
-/// s = direction sin(p f_i), f_i = theta^(-2i / hd), angles in double.
+/// s = direction sin(p f_i), f_i the i-th inverse frequency (llama/rope.hpp:
+/// theta^(-2i / hd), rescaled per rope_scaling), angles in double.
 /// k = i + half (h + heads t).
 template <class T>
 struct Rope {
     T* x;
     Index heads, head_dim, seq;
-    double theta;
+    const double* frequencies;  // head_dim / 2, in the launcher's memory
     int direction;
     __host__ __device__ void operator()(Index k) const {
         const Index half = head_dim / 2;
         const Index i = k % half, rest = k / half;
         const Index h = rest % heads, t = rest / heads;
         const Index position = t % seq;
-        const double angle = double(position) * pow(theta, -2.0 * double(i) / double(head_dim));
+        const double angle = double(position) * frequencies[i];
         const T c = T(cos(angle)), s = T(direction * sin(angle));
         T* column = x + t * (heads * head_dim) + h * head_dim;
         const T x1 = column[i], x2 = column[i + half];

@@ -111,12 +111,15 @@ public:
 
     /// In place; direction = -1 applies the inverse rotation (the backward).
     template <Real T>
-    void rope(DMatrix<T>& x, Index heads, Index head_dim, Index seq_len, double theta, int direction = 1) const {
+    void rope(DMatrix<T>& x, Index heads, Index head_dim, Index seq_len, const std::vector<double>& frequencies,
+              int direction = 1) const {
         const char* where = "CudaBackend::rope";
-        check_rope(x, heads, head_dim, seq_len, where, /*nonempty_heads=*/true);  // Rope indexes by hd / 2
+        check_rope(x, heads, head_dim, seq_len, frequencies, where, /*nonempty_heads=*/true);  // Rope indexes by hd / 2
         if (x.size() == 0) return;
         const auto guard = self().make_current(where);
-        cuda_nn::nn_raw::rope(self().launcher(where), x.data(), heads, head_dim, seq_len, x.cols(), theta, direction);
+        const auto device_frequencies = self().to_device(frequencies, where);  // head_dim / 2, in double
+        cuda_nn::nn_raw::rope(self().launcher(where), x.data(), heads, head_dim, seq_len, x.cols(),
+                              static_cast<const double*>(device_frequencies.data()), direction);
     }
 
     // --- causal grouped-query attention ----------------------------------------

@@ -99,8 +99,9 @@ void rmsnorm_backward(const Launch& launch, T* dx, T* d_gain, T* scratch, const 
 }
 
 template <class Launch, class T>
-void rope(const Launch& launch, T* x, Index heads, Index head_dim, Index seq, Index tokens, double theta, int direction) {
-    launch(heads * (head_dim / 2) * tokens, Rope<T>{x, heads, head_dim, seq, theta, direction});
+void rope(const Launch& launch, T* x, Index heads, Index head_dim, Index seq, Index tokens, const double* frequencies,
+          int direction) {
+    launch(heads * (head_dim / 2) * tokens, Rope<T>{x, heads, head_dim, seq, frequencies, direction});
 }
 
 template <class T>
