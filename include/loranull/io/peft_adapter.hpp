@@ -1,0 +1,147 @@
+#pragma once
+// Reading a PEFT LoRA adapter folder and merging it into a LLaMA model: what
+// PeftModel.from_pretrained(base, folder).merge_and_unload() computes,
+//
+//   W <- W + scaling B A,   scaling = lora_alpha / r   (use_rslora: lora_alpha / sqrt(r))
+//
+// for every module with tensors base_model.model.<module>.lora_A.weight [r, n]
+// and .lora_B.weight [m, r] in adapter_model.safetensors, lora_alpha and r
+// per module from adapter_config.json (alpha_pattern / rank_pattern when a key
+// matches the module's path, PEFT's `(.*\.)?KEY$` rule). The sums run in
+// double and are cast to the model's type once.
+//
+// What would change the computation in ways a merge does not express is
+// refused by name: DoRA (use_dora), adapter biases (bias != "none"),
+// modules_to_save, fan_in_fan_out, a peft_type other than LORA, and lora
+// tensors for modules the model does not have.
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "loranull/core/error.hpp"
+#include "loranull/core/host_matrix.hpp"
+#include "loranull/io/safetensors.hpp"
+#include "loranull/llama/layout.hpp"
+#include "loranull/llama/model.hpp"
+
+namespace loranull::io {
+
+struct PeftModule {
+    std::string path;      // "model.layers.0.self_attn.q_proj"
+    HostMatrix<double> A;  // r x n
+    HostMatrix<double> B;  // m x r
+    double scaling = 1;    // lora_alpha / r (or / sqrt(r))
+};
+
+struct PeftAdapter {
+    std::filesystem::path dir;
+    std::vector<PeftModule> modules;
+};
+
+namespace detail {
+
+/// The value of the first pattern key that names `path` (PEFT: the key is a
+/// suffix of the module path at a dot boundary), or `fallback`.
+inline double pattern_value(const nlohmann::json& patterns, const std::string& path, double fallback) {
+    if (!patterns.is_object()) return fallback;
+    for (const auto& [key, value] : patterns.items()) {
+        const bool suffix = path.size() >= key.size() && path.compare(path.size() - key.size(), key.size(), key) == 0;
+        if (suffix && (path.size() == key.size() || path[path.size() - key.size() - 1] == '.'))
+            return value.get<double>();
+    }
+    return fallback;
+}
+
+}  // namespace detail
+
+/// adapter_config.json and adapter_model.safetensors of `dir`, checked.
+inline PeftAdapter read_peft_adapter(const std::filesystem::path& dir) {
+    const std::string where = "--adapter " + dir.string();
+    require(std::filesystem::is_directory(dir), where, "is not a folder");
+    const std::filesystem::path config_path = dir / "adapter_config.json";
+    require(std::filesystem::exists(config_path), where, "adapter_config.json is missing");
+    nlohmann::json c;
+    try {
+        std::ifstream in(config_path);
+        c = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception& e) {
+        fail(where, "adapter_config.json is not valid JSON (", e.what(), ")");
+    }
+    require(c.is_object() && c.value("peft_type", "") == "LORA", where, "adapter_config.json: peft_type is ",
+            c.contains("peft_type") ? c["peft_type"].dump() : "missing", ", expected \"LORA\"");
+    require(c.contains("r") && c["r"].is_number() && c.contains("lora_alpha") && c["lora_alpha"].is_number(), where,
+            "adapter_config.json needs numbers r and lora_alpha");
+    for (const char* key : {"use_dora", "fan_in_fan_out"})
+        require(!c.contains(key) || c[key].is_null() || c[key] == false, where, "adapter_config.json: ", key,
+                " = true is not supported");
+    require(!c.contains("bias") || c["bias"] == "none", where, "adapter_config.json: bias ", c.value("bias", ""),
+            " is not supported (adapters without biases only)");
+    require(!c.contains("modules_to_save") || c["modules_to_save"].is_null() || c["modules_to_save"].empty(), where,
+            "adapter_config.json: modules_to_save ", c.contains("modules_to_save") ? c["modules_to_save"].dump() : "",
+            " is not supported");
+    const bool rslora = c.contains("use_rslora") && c["use_rslora"] == true;
+    const double alpha = c["lora_alpha"].get<double>();
+    const nlohmann::json alpha_pattern = c.value("alpha_pattern", nlohmann::json::object());
+
+    const std::filesystem::path weights = dir / "adapter_model.safetensors";
+    require(std::filesystem::exists(weights), where, "adapter_model.safetensors is missing");
+    const SafetensorsReader file(weights);
+    const std::string prefix = "base_model.model.", a_suffix = ".lora_A.weight", b_suffix = ".lora_B.weight";
+    PeftAdapter adapter;
+    adapter.dir = dir;
+    for (const auto& [name, info] : file.tensors()) {
+        const bool is_a = name.size() > a_suffix.size() && name.compare(name.size() - a_suffix.size(), a_suffix.size(), a_suffix) == 0;
+        const bool is_b = name.size() > b_suffix.size() && name.compare(name.size() - b_suffix.size(), b_suffix.size(), b_suffix) == 0;
+        require(is_a || is_b, where, "adapter_model.safetensors: tensor '", name,
+                "' is neither lora_A nor lora_B (not a plain LoRA adapter)");
+        if (!is_a) continue;
+        require(name.rfind(prefix, 0) == 0, where, "tensor '", name, "' does not start with ", prefix);
+        PeftModule m;
+        m.path = name.substr(prefix.size(), name.size() - prefix.size() - a_suffix.size());
+        const std::string b_name = prefix + m.path + b_suffix;
+        require(file.contains(b_name), where, "tensor '", name, "' has no '", b_name, "'");
+        m.A = file.read_matrix<double>(name);
+        m.B = file.read_matrix<double>(b_name);
+        require(m.A.rows() >= 1 && m.B.cols() == m.A.rows(), where, "module ", m.path, ": lora_A is ",
+                shape_string(m.A.rows(), m.A.cols()), ", lora_B is ", shape_string(m.B.rows(), m.B.cols()),
+                " (need [r, n] and [m, r])");
+        require(all_finite(m.A.data(), m.A.size()) && all_finite(m.B.data(), m.B.size()), where, "module ", m.path,
+                " holds NaN or Inf");
+        const double r = double(m.A.rows());
+        const double module_alpha = detail::pattern_value(alpha_pattern, m.path, alpha);
+        m.scaling = rslora ? module_alpha / std::sqrt(r) : module_alpha / r;
+        adapter.modules.push_back(std::move(m));
+    }
+    require(!adapter.modules.empty(), where, "adapter_model.safetensors holds no lora_A/lora_B pair");
+    return adapter;
+}
+
+/// W += scaling B A for every module of `adapter` (in double, cast once).
+template <class Bk, Real T>
+void merge_peft_adapter(LlamaModel<Bk, T>& model, const PeftAdapter& adapter) {
+    Bk& b = model.backend();
+    const std::string where = "--adapter " + adapter.dir.string();
+    for (const PeftModule& m : adapter.modules) {
+        Projection<Bk, T>* target = nullptr;
+        for (Index l = 0; l < model.config.n_layers && !target; ++l)
+            for (ProjectionKind kind : all_projections)
+                if (m.path == "model.layers." + std::to_string(l) + "." + projection_path(kind))
+                    target = &model.blocks[static_cast<std::size_t>(l)][kind];
+        require(target != nullptr, where, "module ", m.path, " is not a projection of this model (q/k/v/o/gate/up/down of ",
+                model.config.n_layers, " layers)");
+        require(!target->lora, where, "module ", m.path, " already holds an adapter");
+        auto w = b.template convert<double>(target->weight);  // m x n, on the backend
+        require(m.B.rows() == w.rows() && m.A.cols() == w.cols(), where, "module ", m.path, ": B A is ",
+                shape_string(m.B.rows(), m.A.cols()), ", the weight is ", shape_string(w.rows(), w.cols()));
+        b.gemm(Op::none, Op::none, m.scaling, b.upload(m.B), b.upload(m.A), 1.0, w);
+        target->weight = b.template convert<T>(w);
+    }
+}
+
+}  // namespace loranull::io
