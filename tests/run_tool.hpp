@@ -42,8 +42,14 @@ inline std::string slurp(const std::filesystem::path& path) {
     return s.str();
 }
 
-/// p in single quotes, for a shell command line.
-inline std::string q(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
+/// p in single quotes, for a shell command line. (Appended piece by piece:
+/// GCC 12 warns, wrongly, with -Wrestrict on "'" + string + "'".)
+inline std::string q(const std::filesystem::path& p) {
+    std::string quoted(1, '\'');
+    quoted += p.string();
+    quoted += '\'';
+    return quoted;
+}
 
 struct ToolResult {
     int status = -1;  // exit status; -1: killed by a signal

@@ -11,6 +11,7 @@
 //   lora/      LoraLinear, every initialisation and their dispatch, the
 //              knowledge-preservation report
 //   llama/     the LLaMA model, its training, the calibration of its blocks
+//   text/      Hugging Face tokenizers (tokenizer.json), documents from text/JSONL
 //   io/        safetensors, covariance files, PEFT adapters, HF checkpoints
 //   pipeline/  the block-streamed adapter builder
 
@@ -26,6 +27,8 @@
 #include "loranull/linalg.hpp"
 #include "loranull/llama.hpp"
 #include "loranull/lora.hpp"
+
+#include "loranull/text.hpp"
 
 #include "loranull/io.hpp"
 #include "loranull/pipeline.hpp"

@@ -54,7 +54,7 @@ int main(int argc, char** argv) {
                                      "rerun with the same options to resume\n", options.stop_after_blocks);
                 return 3;
             }
-            tools::build::print_report(result.report, !options.calib.empty());
+            tools::build::print_report(result.report, options.has_calibration());
             for (const std::string& w : result.warnings) std::fprintf(stderr, "loranull-build: %s\n", w.c_str());
             std::printf("wrote %s%s/adapter\n", options.export_plain ? "" : (options.out + "/model and ").c_str(),
                         options.out.c_str());

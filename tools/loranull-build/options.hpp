@@ -16,7 +16,8 @@ inline constexpr const char* help_text = R"(loranull-build: LoRA-Null (or CorDA,
 LLaMA checkpoint, computed block by block with bounded memory.
 
 usage:
-  loranull-build --model DIR --method M --rank R --out DIR [--calib TOKENS.safetensors]
+  loranull-build --model DIR --method M --rank R --out DIR
+                 [--calib TOKENS.safetensors | --calib-text FILE [--format lines|jsonl] [--text-field NAME]]
                  [--alpha A] [--seed S] [--samples N] [--seq-len T] [--batch B]
                  [--layers LIST] [--normalisation plain|reference] [--dtype f32|bf16|f16]
                  [--export residual|plain] [--device cpu|cuda] [--allow-rank-deficient]
@@ -30,14 +31,27 @@ options (each takes one value, as "--name value" or "--name=value", except the f
                      "input_ids" of shape [samples, seq_len], I32 or I64. Needed by
                      lora-null, corda-kpm, corda-ipm, eva; optional for the weight-only
                      methods (then it only feeds the knowledge report).
+  --calib-text FILE  calibration text instead of ids: one document per line
+                     (--format lines) or JSONL (--format jsonl: an object per line
+                     with its text in --text-field, default "text", or a bare JSON
+                     string); the format defaults to jsonl for .jsonl/.json files,
+                     lines otherwise. Tokenized with the model's own tokenizer.json,
+                     each document without special tokens, joined with EOS, cut
+                     into chunks of T - 1 tokens; N chunks drawn without
+                     replacement (--seed), each window = BOS + its chunk. Defaults
+                     N = 256 (--samples), T = min(2048, max_position_embeddings)
+                     (--seq-len). Too little text is an error.
   --method M         lora-null, corda-kpm, corda-ipm, pissa, pissa-fast, milora, lora,
                      olora, eva (lora-null-v1 and lora-null-v2 name lora-null's
                      initialisation too)
   --rank R           LoRA rank (1 <= R <= min(out, in) of every projection)
   --alpha A          LoRA alpha (scale s = A / R); default A = R (s = 1)
-  --seed S           seed of the random initialisations (lora, pissa-fast); default 0
-  --samples N        use the first N calibration sequences (default: all)
-  --seq-len T        use the first T tokens of each sequence (default: all)
+  --seed S           seed of the random initialisations (lora, pissa-fast) and of
+                     the windows drawn from --calib-text; default 0
+  --samples N        use the first N calibration sequences (default: all; with
+                     --calib-text: N windows, default 256)
+  --seq-len T        use the first T tokens of each sequence (default: all; with
+                     --calib-text: windows of T tokens)
   --batch B          sequences per forward chunk (default: 4096 tokens' worth)
   --layers LIST      blocks to adapt, e.g. "0-3,7" (default: all)
   --normalisation X  covariance normalisation: plain (mean of x x^T, default) or
@@ -68,7 +82,8 @@ section 4 bound) to stdout and OUT/report.json. Errors: one line on stderr, exit
 /// names of enumerations); the builder checks the rest against the files.
 inline pipeline::BuildOptions parse_options(int argc, char** argv) {
     CommandLine cl(help_text);
-    for (const char* name : {"--model", "--calib", "--method", "--rank", "--out", "--alpha", "--seed", "--samples",
+    for (const char* name : {"--model", "--calib", "--calib-text", "--format", "--text-field", "--method", "--rank",
+                             "--out", "--alpha", "--seed", "--samples",
                              "--seq-len", "--batch", "--layers", "--normalisation", "--dtype", "--export", "--device",
                              "--stop-after-blocks"})
         cl.value(name);
@@ -88,6 +103,9 @@ inline pipeline::BuildOptions parse_options(int argc, char** argv) {
     if (o.rank < 1) throw UsageError("--rank must be at least 1, got " + std::to_string(o.rank));
     if (!find_method(o.method)) throw UsageError(unknown_method_message(o.method));
     o.calib = cl.get("--calib");
+    o.calib_text = cl.get("--calib-text");
+    o.text_format = cl.get("--format");
+    o.text_field = cl.get("--text-field", "text");
     o.alpha = cl.number("--alpha", 0);
     if (cl.has("--alpha") && (!std::isfinite(o.alpha) || o.alpha <= 0))
         throw UsageError("--alpha must be a positive number, got '" + cl.get("--alpha") + "'");

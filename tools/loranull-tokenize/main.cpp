@@ -7,9 +7,8 @@
 #include <iostream>
 #include <string>
 
-#include <nlohmann/json.hpp>
-
 #include <loranull/text.hpp>
+#include <loranull/text/documents.hpp>
 
 #include "../tool_options.hpp"
 #include "options.hpp"
@@ -25,31 +24,11 @@ text::Tokenizer load(const std::string& model) {
     return text::Tokenizer::from_folder(model);
 }
 
-/// The document of one jsonl line (line_number for messages).
-std::string document_of_json(const std::string& line, const std::string& field, std::size_t line_number) {
-    nlohmann::json value;
-    try {
-        value = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-        tool_fail("line ", line_number, ": not valid JSON: ", e.what());
-    }
-    if (value.is_string()) return value.get<std::string>();
-    if (!value.is_object()) tool_fail("line ", line_number, ": expected a JSON object or string, got ", value.type_name());
-    const auto it = value.find(field);
-    if (it == value.end()) tool_fail("line ", line_number, ": the object has no field \"", field, "\"");
-    if (!it->is_string()) tool_fail("line ", line_number, ": field \"", field, "\" is not a string (", it->type_name(), ")");
-    return it->get<std::string>();
-}
-
 int run(const Options& o) {
     const text::Tokenizer tokenizer = load(o.model);
     std::ios::sync_with_stdio(false);
-    std::string line, out;
-    for (std::size_t number = 1; std::getline(std::cin, line); ++number) {
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        if (const std::size_t bad = text::first_invalid_utf8(line); bad != std::string::npos)
-            tool_fail("line ", number, ": not valid UTF-8 (byte ", bad + 1, " of the line)");
-        const std::string document = o.format == Format::lines ? line : document_of_json(line, o.field, number);
+    std::string out;
+    text::read_documents(std::cin, o.format, o.field, "", [&](std::string&& document, std::size_t) {
         out.clear();
         for (const std::int32_t id : tokenizer.encode(document, o.add_special_tokens)) {
             if (!out.empty()) out += ' ';
@@ -57,7 +36,7 @@ int run(const Options& o) {
         }
         out += '\n';
         std::fwrite(out.data(), 1, out.size(), stdout);
-    }
+    });
     if (std::fflush(stdout) != 0) tool_fail("cannot write the ids to stdout");
     return 0;
 }

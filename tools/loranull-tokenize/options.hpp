@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include <loranull/text/documents.hpp>
+
 #include "../tool_options.hpp"
 
 namespace loranull::tools::tokenize {
@@ -51,11 +53,9 @@ example:
   128000 9906 1917
 )";
 
-enum class Format { lines, jsonl };
-
 struct Options {
     std::string model, field = "text";
-    Format format = Format::lines;
+    text::DocumentFormat format = text::DocumentFormat::lines;
     bool add_special_tokens = true;
 };
 
@@ -67,10 +67,10 @@ inline Options parse_options(int argc, char** argv) {
     Options o;
     o.model = cl.required("--model");
     const std::string format = cl.get("--format", "lines");
-    if (format == "lines") o.format = Format::lines;
-    else if (format == "jsonl") o.format = Format::jsonl;
+    if (format == "lines") o.format = text::DocumentFormat::lines;
+    else if (format == "jsonl") o.format = text::DocumentFormat::jsonl;
     else throw UsageError("--format must be lines or jsonl, got '" + format + "'");
-    if (cl.has("--field") && o.format != Format::jsonl) throw UsageError("--field applies to --format jsonl only");
+    if (cl.has("--field") && o.format != text::DocumentFormat::jsonl) throw UsageError("--field applies to --format jsonl only");
     o.field = cl.get("--field", "text");
     o.add_special_tokens = !cl.has("--no-bos");
     return o;

@@ -46,7 +46,9 @@
 #include "loranull/pipeline/build_folder.hpp"
 #include "loranull/pipeline/build_options.hpp"
 #include "loranull/pipeline/build_settings.hpp"
+#include "loranull/pipeline/calibration_text.hpp"
 #include "loranull/pipeline/calibration_tokens.hpp"
+#include "loranull/text/tokenizer.hpp"
 
 namespace loranull::pipeline {
 
@@ -85,8 +87,16 @@ public:
         config_ = checkpoint.config();
         layers_ = parse_layer_list(o_.layers, config_.n_layers);
         check_rank();
-        if (!o_.calib.empty()) {
+        if (!o_.calib_text.empty()) {
+            // The reference's 256 windows, of 2048 tokens where the model allows.
+            const text::Tokenizer tokenizer = text::Tokenizer::from_folder(o_.model);
+            calibration_ = read_calibration_text(o_.calib_text, o_.text_format, o_.text_field, o_.samples ? o_.samples : 256,
+                                                 o_.seq_len ? o_.seq_len : std::min<Index>(2048, config_.max_seq_len),
+                                                 o_.seed, tokenizer, config_, o_.model);
+        } else if (!o_.calib.empty()) {
             calibration_ = read_calibration_tokens(o_.calib, o_.samples, o_.seq_len, config_, o_.model);
+        }
+        if (o_.has_calibration()) {
             batch_ = o_.batch ? std::min(o_.batch, calibration_.samples)
                               : std::clamp<Index>(4096 / calibration_.seq_len, 1, calibration_.samples);
         }
@@ -113,9 +123,9 @@ public:
             const auto assembly_start = Clock::now();
             BuildAssembly assembly(o_, layers_, folder_);
             if (!o_.export_plain) assembly.write_residual_model(checkpoint);
-            assembly.write_adapter(b_);
+            assembly.write_adapter(b_, calibration_.source);
             timings_.assembly = seconds_since(assembly_start);
-            result.report = write_report(o_, layers_, folder_, calibration_.count(), timings_, seconds_since(start), warnings_);
+            result.report = write_report(o_, layers_, folder_, calibration_, timings_, seconds_since(start), warnings_);
             if (!o_.keep_blocks) folder_.remove_blocks();
         }
         result.warnings = warnings_;
@@ -136,13 +146,16 @@ private:
         namespace fs = std::filesystem;
         if (o_.rank < 1) refuse_request("--rank must be at least 1, got ", o_.rank);
         if (!(o_.alpha >= 0) || !std::isfinite(o_.alpha)) refuse_request("--alpha must be a positive number, got ", o_.alpha);
-        if (method_.needs_data && o_.calib.empty())
+        if (!o_.calib.empty() && !o_.calib_text.empty()) refuse_request("give --calib or --calib-text, not both");
+        if ((!o_.text_format.empty() || o_.text_field != "text") && o_.calib_text.empty())
+            refuse_request("--format and --text-field describe --calib-text: give --calib-text");
+        if (method_.needs_data && !o_.has_calibration())
             refuse_request("method ", o_.method, " needs calibration data: give --calib TOKENS.safetensors");
-        if ((o_.samples || o_.seq_len) && o_.calib.empty())
+        if ((o_.samples || o_.seq_len) && !o_.has_calibration())
             refuse_request("--samples and --seq-len select calibration data: give --calib");
         if (o_.samples < 0 || o_.seq_len < 0 || o_.batch < 0)
             refuse_request("--samples, --seq-len and --batch must be at least 1");
-        for (const std::string& input : {o_.model, o_.calib}) {
+        for (const std::string& input : {o_.model, o_.calib, o_.calib_text}) {
             std::error_code ec;
             if (input.empty() || !fs::exists(input) || !fs::exists(o_.out)) continue;
             if (fs::weakly_canonical(input, ec) == fs::weakly_canonical(o_.out, ec))
@@ -161,9 +174,10 @@ private:
 
     /// Fewer tokens than a covariance's size: rank-deficient (rank C <= tokens).
     void check_rank_deficiency() {
-        if (o_.calib.empty() || !method_.needs_data) return;
+        if (!o_.has_calibration() || !method_.needs_data) return;
         const Index tokens = calibration_.count();
         for (auto [n, what] : {std::pair<Index, const char*>{config_.dim, "hidden_size"},
+                               {config_.q_dim(), "num_attention_heads x head_dim"},
                                {config_.hidden_dim, "intermediate_size"}}) {
             if (tokens >= n) continue;
             const std::string message = "calibration has " + std::to_string(tokens) + " tokens (" +
@@ -215,7 +229,7 @@ private:
 
             std::optional<BlockCalibration<Bk, double>> cal;
             if (calibrate && is_pending)
-                cal.emplace(b_, config_, o_.normalisation, o_.calib + "#" + calibration_.hash);
+                cal.emplace(b_, config_, o_.normalisation, o_.calibration_file() + "#" + calibration_.hash);
             if (calibrate) {
                 double hook_seconds = 0;
                 typename Model::Hook hook;

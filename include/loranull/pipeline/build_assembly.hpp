@@ -96,9 +96,10 @@ public:
     }
 
     /// OUT/adapter: adapter_model.safetensors + adapter_config.json. The plain
-    /// conversion runs on backend b, one module at a time.
+    /// conversion runs on backend b, one module at a time. `calibration` (where
+    /// the calibration tokens came from) goes into the safetensors metadata.
     template <class Bk>
-    void write_adapter(Bk& b) {
+    void write_adapter(Bk& b, const nlohmann::json& calibration) {
         const std::filesystem::path dir = folder_.path() / "adapter";
         std::filesystem::create_directories(dir);
         const double s = o_.scale();
@@ -136,9 +137,10 @@ public:
                                    }});
             }
         }
-        const std::map<std::string, std::string> metadata{{"format", "pt"},
-                                                          {"loranull.mode", o_.export_plain ? "plain" : "residual"},
-                                                          {"loranull.method", o_.method}};
+        std::map<std::string, std::string> metadata{{"format", "pt"},
+                                                    {"loranull.mode", o_.export_plain ? "plain" : "residual"},
+                                                    {"loranull.method", o_.method}};
+        if (!calibration.is_null()) metadata["loranull.calibration"] = calibration.dump();
         io::write_safetensors(dir / "adapter_model.safetensors", metadata, tensors);
         std::vector<std::string> targets;
         for (ProjectionKind kind : all_projections) targets.push_back(projection_name(kind));

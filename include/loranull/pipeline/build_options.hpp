@@ -55,6 +55,9 @@ template <class... Parts>
 struct BuildOptions {
     std::string model;              // HF LLaMA folder
     std::string calib;              // safetensors with input_ids [samples, seq_len]; empty: none
+    std::string calib_text;         // or text (lines / JSONL) tokenized with the model's tokenizer
+    std::string text_format;        // lines or jsonl; empty: by the file's extension
+    std::string text_field = "text";  // JSONL: the field holding each document
     std::string method = "lora-null";  // a name of lora/methods.hpp's table
     std::string out;                // output folder
     Index rank = 0;
@@ -71,6 +74,8 @@ struct BuildOptions {
     bool keep_blocks = false;       // keep OUT/blocks/ after assembly
     Index stop_after_blocks = -1;   // testing: stop (resumably) after this many blocks
 
+    bool has_calibration() const { return !calib.empty() || !calib_text.empty(); }
+    const std::string& calibration_file() const { return calib.empty() ? calib_text : calib; }
     double lora_alpha() const { return alpha > 0 ? alpha : double(rank); }
     double scale() const { return lora_alpha() / double(rank); }
 };

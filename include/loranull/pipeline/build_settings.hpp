@@ -40,7 +40,12 @@ inline nlohmann::json settings_json(const BuildOptions& o, const std::vector<Ind
     s["format"] = settings_format;
     s["model_config"] = text_hash(checkpoint.config_json().dump());
     s["model_files"] = files;
-    s["calib"] = o.calib.empty() ? nlohmann::json(nullptr) : nlohmann::json(calibration.hash);
+    s["calib"] = o.has_calibration() ? nlohmann::json(calibration.hash) : nlohmann::json(nullptr);
+    if (!o.calib_text.empty()) {  // how the text became windows: all of it decides the tokens
+        nlohmann::json sampling = calibration.source;
+        sampling.erase("file");  // the same text elsewhere resumes
+        s["calib_text"] = sampling;
+    }
     s["samples"] = calibration.samples;
     s["seq_len"] = calibration.seq_len;
     s["batch"] = batch;
@@ -73,7 +78,7 @@ inline long long peak_memory_bytes() {
 /// bound and tight bound; the timings, the peak memory and the warnings.
 /// Written last: its presence marks the run finished.
 inline nlohmann::json write_report(const BuildOptions& o, const std::vector<Index>& layers, const BuildFolder& folder,
-                                   Index tokens, const BuildTimings& t, double total_seconds,
+                                   const CalibrationTokens& calibration, const BuildTimings& t, double total_seconds,
                                    const std::vector<std::string>& warnings) {
     nlohmann::json per_layer = nlohmann::json::array();
     for (Index l : layers) {
@@ -84,7 +89,8 @@ inline nlohmann::json write_report(const BuildOptions& o, const std::vector<Inde
     r["format"] = "loranull.build.report/1";
     r["method"] = o.method;
     r["rank"] = o.rank;
-    r["tokens"] = tokens;
+    r["tokens"] = calibration.count();
+    r["calibration"] = calibration.source.is_null() ? nlohmann::json(nullptr) : calibration.source;
     r["layers"] = per_layer;
     r["seconds"] = {{"total", total_seconds},   {"load", t.load},
                     {"embedding", t.embed},     {"forward", t.forward},

@@ -22,6 +22,7 @@ struct CalibrationTokens {
     std::vector<std::int32_t> tokens;  // samples * seq_len ids, sequence after sequence
     Index samples = 0, seq_len = 0;
     std::string hash;                  // of the file's bytes (the build's settings record it)
+    nlohmann::json source;             // where they came from, for report.json and the adapter's metadata
 
     Index count() const { return samples * seq_len; }
 };
@@ -63,6 +64,8 @@ inline CalibrationTokens read_calibration_tokens(const std::string& path, Index 
             out.tokens.push_back(static_cast<std::int32_t>(id));
         }
     out.hash = file_hash(path);
+    out.source = {{"file", path}, {"hash", out.hash}, {"format", "input_ids"}, {"windows", out.samples},
+                  {"seq_len", out.seq_len}};
     return out;
 }
 
