@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -127,6 +128,20 @@ public:
     template <class Int>
     Int integer(const std::string& name, Int fallback) const {
         return has(name) ? parse_integer<Int>(name, get(name)) : fallback;
+    }
+    /// An integer that must be at least 1 when given ("NAME must be at least 1, got X").
+    template <class Int>
+    Int positive(const std::string& name, Int fallback) const {
+        const Int value = integer<Int>(name, fallback);
+        if (has(name) && value < 1) throw UsageError(name + " must be at least 1, got " + get(name));
+        return value;
+    }
+    /// A finite number > 0 when given ("NAME must be a positive number, got 'X'").
+    double positive_number(const std::string& name, double fallback) const {
+        const double value = number(name, fallback);
+        if (has(name) && (!std::isfinite(value) || value <= 0))
+            throw UsageError(name + " must be a positive number, got '" + get(name) + "'");
+        return value;
     }
     double number(const std::string& name, double fallback) const {
         return has(name) ? parse_number(name, get(name)) : fallback;

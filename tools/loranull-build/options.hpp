@@ -99,22 +99,18 @@ inline pipeline::BuildOptions parse_options(int argc, char** argv) {
     o.model = cl.required("--model");
     o.method = cl.required("--method");
     o.out = cl.required("--out");
-    o.rank = parse_integer<Index>("--rank", cl.required("--rank"));
-    if (o.rank < 1) throw UsageError("--rank must be at least 1, got " + std::to_string(o.rank));
+    cl.required("--rank");
+    o.rank = cl.positive<Index>("--rank", 0);
     if (!find_method(o.method)) throw UsageError(unknown_method_message(o.method));
     o.calib = cl.get("--calib");
     o.calib_text = cl.get("--calib-text");
     o.text_format = cl.get("--format");
     o.text_field = cl.get("--text-field", "text");
-    o.alpha = cl.number("--alpha", 0);
-    if (cl.has("--alpha") && (!std::isfinite(o.alpha) || o.alpha <= 0))
-        throw UsageError("--alpha must be a positive number, got '" + cl.get("--alpha") + "'");
+    o.alpha = cl.positive_number("--alpha", 0);
     o.seed = cl.integer<std::uint64_t>("--seed", 0);
-    for (auto [name, target] : {std::pair{"--samples", &o.samples}, {"--seq-len", &o.seq_len}, {"--batch", &o.batch}}) {
-        *target = cl.integer<Index>(name, 0);
-        if (cl.has(name) && *target < 1)
-            throw UsageError(std::string(name) + " must be at least 1, got " + cl.get(name));
-    }
+    o.samples = cl.positive<Index>("--samples", 0);
+    o.seq_len = cl.positive<Index>("--seq-len", 0);
+    o.batch = cl.positive<Index>("--batch", 0);
     o.layers = cl.get("--layers", "all");
     const std::string normalisation = cl.get("--normalisation", "plain");
     if (normalisation != "plain" && normalisation != "reference")

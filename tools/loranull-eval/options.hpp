@@ -72,10 +72,9 @@ inline Options parse_options(int argc, char** argv) {
     o.seed = cl.integer<std::uint64_t>("--seed", 0);
     o.adapter = cl.get("--adapter");
     o.logits_out = cl.get("--logits-out");
-    for (auto [name, target] : {std::pair{"--samples", &o.samples}, {"--seq-len", &o.seq_len}, {"--batch", &o.batch}}) {
-        *target = cl.integer<Index>(name, 0);
-        if (cl.has(name) && *target < 1) throw UsageError(std::string(name) + " must be at least 1, got " + cl.get(name));
-    }
+    o.samples = cl.positive<Index>("--samples", 0);
+    o.seq_len = cl.positive<Index>("--seq-len", 0);
+    o.batch = cl.positive<Index>("--batch", 0);
     if (cl.has("--seq-len") && o.seq_len < 2) throw UsageError("--seq-len must be at least 2 (one prediction), got " + cl.get("--seq-len"));
     return o;
 }

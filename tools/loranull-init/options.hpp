@@ -101,11 +101,9 @@ inline Options parse_options(int argc, char** argv) {
     o.weights = cl.required("--weights");
     o.method = cl.required("--method");
     o.out = cl.required("--out");
-    o.rank = parse_integer<Index>("--rank", cl.required("--rank"));
-    if (o.rank < 1) throw UsageError("--rank must be at least 1, got " + std::to_string(o.rank));
-    o.alpha = cl.number("--alpha", 0);
-    if (cl.has("--alpha") && (!std::isfinite(o.alpha) || o.alpha <= 0))
-        throw UsageError("--alpha must be a positive number, got '" + cl.get("--alpha") + "'");
+    cl.required("--rank");
+    o.rank = cl.positive<Index>("--rank", 0);
+    o.alpha = cl.positive_number("--alpha", 0);
     o.seed = cl.integer<std::uint64_t>("--seed", 0);
     o.activations = cl.get("--activations");
     o.covariance = cl.get("--covariance");
