@@ -173,6 +173,27 @@ TEST_CASE("added tokens: lstrip, rstrip, single_word, normalized contents, longe
     CHECK(t.decode({1003, 1005}, true) == "cat");             // cat is not special
 }
 
+TEST_CASE("added tokens: single_word's word characters are the regex crate's \\w (Alphabetic, M, Nd, Pc, Join_Control)") {
+    // tokenizers/src/tokenizer/added_vocabulary.rs: ends_with_word / starts_with_word are the `regex`
+    // crate's \w$ and ^\w, Unicode \w = [\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}].
+    const ByteLevelVocab& v = small_byte_level_vocab();
+    json j = qwen2_json(v);
+    json word = added_token(1003, "cat", false);
+    word["single_word"] = true, word["normalized"] = false;
+    j["added_tokens"].push_back(word);
+    const Tokenizer t = Tokenizer::from_json_text(j.dump());
+    // '_' is Pc, a word character: "cat" is not a single word in "cat_x"; the text goes to the model.
+    CHECK(t.encode("cat_x") == Ids{'c', 'a', 't', '_', 'x'});
+    CHECK(t.encode("x_cat") == Ids{'x', '_', 'c', 'a', 't'});
+    // U+00B2 (superscript two) is No, not \w: "cat" is a single word after it (the Qwen2 pattern
+    // makes "\xC2\xB2" one \p{N} piece, its two byte tokens).
+    CHECK(t.encode("\xC2\xB2" "cat") == Ids{0xC2, 0xB2, 1003});
+    // U+200D (ZERO WIDTH JOINER) is Join_Control, a word character: no match.
+    CHECK(t.encode("\xE2\x80\x8D" "cat") == v.naive_encode("\xE2\x80\x8D" "cat", false, 1));
+    CHECK(t.encode("\xE2\x80\x8D" "cat") != Ids{0xE2, 0x80, 0x8D, 1003});
+    CHECK(t.encode("a cat.") == Ids{'a', v.vocab.at(bl(" ")), 1003, '.'});
+}
+
 TEST_CASE("SentencePiece-style BPE (LLaMA 2 layout): Prepend + Replace, byte fallback, fuse_unk, decoder") {
     const std::vector<std::string> pieces = {"▁", "H", "e", "l", "o", "w", "r", "d", "▁H", "ll", "▁He", "▁Hell", "▁Hello",
                                              "▁w", "or", "▁wor", "▁worl", "▁world"};

@@ -8,7 +8,8 @@
 //   2. tokens with normalized = true are found in those normalized pieces,
 //      their own content normalized by the same normalizer;
 //   3. matching is leftmost, then longest (aho-corasick LeftmostLongest);
-//      single_word keeps a match only between non-alphanumeric neighbours;
+//      single_word keeps a match only between neighbours that are not \w
+//      (the regex crate's Unicode \w: letters, marks, Nd, Nl, '_', ZWJ/ZWNJ);
 //      lstrip / rstrip make the token swallow the white space before / after it.
 
 #include <algorithm>
@@ -168,10 +169,10 @@ private:
         std::size_t start = s.size() - code_point_length_back(s);
         return next_code_point(s, start);
     }
-    static bool ends_with_word(std::string_view s) { return !s.empty() && is_alphanumeric(last_code_point(s)); }
+    static bool ends_with_word(std::string_view s) { return !s.empty() && is_word_character(last_code_point(s)); }
     static bool starts_with_word(std::string_view s) {
         std::size_t i = 0;
-        return !s.empty() && is_alphanumeric(next_code_point(s, i));
+        return !s.empty() && is_word_character(next_code_point(s, i));
     }
     static std::size_t start_of_trailing_space(std::string_view s) {
         while (!s.empty() && is_unicode_whitespace(last_code_point(s))) s.remove_suffix(code_point_length_back(s));

@@ -2,7 +2,7 @@
 // UTF-8 as the tokenizers need it: validation (a tokenizer takes valid UTF-8
 // only, as a Rust &str is), code points in and out, Rust's lossy conversion
 // (what the ByteLevel decoder returns), and the few Unicode classes that
-// tokenizers asks of Rust's `char` (is_whitespace, is_alphanumeric).
+// tokenizers asks of Rust's `char` (is_whitespace) and the regex crate's \w (single_word).
 
 #include <cstddef>
 #include <cstdint>
@@ -156,9 +156,22 @@ inline bool is_number(char32_t c) {  // \p{N}
     return k >= UTF8PROC_CATEGORY_ND && k <= UTF8PROC_CATEGORY_NO;
 }
 
-/// Rust's char::is_alphanumeric, as the general categories give it (L*, N*;
-/// Rust's Alphabetic also counts Other_Alphabetic marks, which utf8proc does
-/// not expose: a difference only for single_word tokens next to such marks).
-inline bool is_alphanumeric(char32_t c) { return is_letter(c) || is_number(c); }
+/// A character of the `regex` crate's Unicode \w, which tokenizers' AddedVocabulary
+/// uses for single_word (added_vocabulary.rs: ^\w and \w$): Alphabetic (L*, Nl and
+/// Other_Alphabetic), marks (M*), Nd, connector punctuation (Pc, e.g. '_') and
+/// Join_Control (U+200C, U+200D). No (e.g. superscript two) is not a word character.
+/// Other_Alphabetic outside M* is taken as the enclosed letters U+24B6..U+24E9 and
+/// U+1F130..U+1F189 (the So characters of that property).
+inline bool is_word_character(char32_t c) {
+    if (c == 0x200C || c == 0x200D || (c >= 0x24B6 && c <= 0x24E9) || (c >= 0x1F130 && c <= 0x1F149) ||
+        (c >= 0x1F150 && c <= 0x1F169) || (c >= 0x1F170 && c <= 0x1F189))
+        return true;
+    switch (utf8proc_category(static_cast<utf8proc_int32_t>(c))) {
+    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT: case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_LO: case UTF8PROC_CATEGORY_MN: case UTF8PROC_CATEGORY_MC: case UTF8PROC_CATEGORY_ME:
+    case UTF8PROC_CATEGORY_ND: case UTF8PROC_CATEGORY_NL: case UTF8PROC_CATEGORY_PC: return true;
+    default: return false;
+    }
+}
 
 }  // namespace loranull::text
