@@ -194,6 +194,27 @@ TEST_CASE("added tokens: single_word's word characters are the regex crate's \\w
     CHECK(t.encode("a cat.") == Ids{'a', v.vocab.at(bl(" ")), 1003, '.'});
 }
 
+TEST_CASE("added tokens: ids as tokenizers assigns them, not the file's \"id\" fields") {
+    // tokenizers/src/tokenizer/serialization.rs (visit_map) calls add_tokens with the tokens alone;
+    // added_vocabulary.rs add_tokens: a content in the added or model vocabulary keeps that id, any
+    // other takes next_id = model.get_vocab_size() (1000 entries here), + 1 per new token, in order;
+    // an empty content is ignored.
+    const ByteLevelVocab& v = small_byte_level_vocab();
+    json j = llama3_json(v);
+    j["added_tokens"].push_back(added_token(5000, "<|new|>"));  // the file says 5000; tokenizers gives 1003
+    j["added_tokens"].push_back(added_token(7, "hello", false));  // in the model: its model id
+    j["added_tokens"].push_back(added_token(1004, ""));          // skipped, not an error
+    j["added_tokens"].push_back(added_token(6000, "<|two|>"));  // 1004
+    const Tokenizer t = Tokenizer::from_json_text(j.dump());
+    CHECK(t.encode("<|new|>", false) == Ids{1003});
+    CHECK(t.encode("a<|two|>", false) == Ids{'a', 1004});
+    CHECK(t.token_to_id("<|new|>") == 1003);
+    CHECK(t.token_to_id("hello") == v.vocab.at("hello"));
+    CHECK(t.encode("hello", false) == Ids{v.vocab.at("hello")});
+    CHECK(t.decode({1003, 1004}) == "<|new|><|two|>");
+    CHECK(t.vocab_size() == 1005);
+}
+
 TEST_CASE("SentencePiece-style BPE (LLaMA 2 layout): Prepend + Replace, byte fallback, fuse_unk, decoder") {
     const std::vector<std::string> pieces = {"▁", "H", "e", "l", "o", "w", "r", "d", "▁H", "ll", "▁He", "▁Hell", "▁Hello",
                                              "▁w", "or", "▁wor", "▁worl", "▁world"};

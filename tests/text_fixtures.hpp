@@ -35,7 +35,7 @@ inline std::string bl(const std::string& plain) { return loranull::text::ByteLev
 
 /// A byte-level vocabulary: the 256 byte characters (id = byte), then one
 /// token per merge in order (written in plain text, converted), then `extra`
-/// whole tokens that no merge reaches.
+/// whole tokens that no merge reaches, then fillers up to id 999.
 struct ByteLevelVocab {
     std::map<std::string, std::int32_t> vocab;
     std::vector<std::pair<std::string, std::string>> merges;  // byte-level strings
@@ -50,6 +50,9 @@ struct ByteLevelVocab {
             vocab.emplace(bl(a + b), static_cast<std::int32_t>(vocab.size()));
         }
         for (const std::string& e : extra) vocab.emplace(bl(e), static_cast<std::int32_t>(vocab.size()));
+        // Fillers up to id 999, so that the added tokens of the files below (1000 on) get the ids
+        // tokenizers gives them: the model's vocabulary size on (AddedVocabulary::add_tokens).
+        for (int k = 0; vocab.size() < 1000; ++k) vocab.emplace(bl("<unused_" + std::to_string(k) + ">"), static_cast<std::int32_t>(vocab.size()));
     }
 
     /// The naive pipeline: hand-written pattern scanner, bytes as characters,

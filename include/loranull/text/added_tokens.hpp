@@ -72,27 +72,35 @@ private:
 
 class AddedVocabulary {
 public:
-    /// From tokenizer.json's "added_tokens"; a token whose content the model
-    /// already has takes the model's id (tokenizers does the same).
+    /// From tokenizer.json's "added_tokens", ids as tokenizers' AddedVocabulary::add_tokens
+    /// gives them (serialization.rs adds the tokens and ignores the file's "id" fields):
+    /// a content already added or in the model vocabulary keeps that id; any other
+    /// takes the next id from the model's vocabulary size (its number of entries) on,
+    /// in file order. An empty content is skipped, as there.
     static AddedVocabulary from_json(const Json& list, const BpeModel& model, const Normalizer& normalizer) {
         AddedVocabulary v;
         if (list.is_null()) return v;
         require(list.is_array(), json_where, "added_tokens must be an array, got ", list.type_name());
+        auto next_id = static_cast<std::int32_t>(model.size());
         for (std::size_t i = 0; i < list.size(); ++i) {
             const std::string path = "added_tokens[" + std::to_string(i) + "]";
             const Json& t = list[i];
             AddedToken token;
             token.content = string_field(t, "content", path);
-            require(!token.content.empty(), json_where, path, ".content must not be empty");
+            if (token.content.empty()) continue;
             require_utf8(token.content, json_where, path + ".content");
-            token.id = model.token_to_id(token.content).value_or(id_value(member(t, "id", path), path + ".id"));
+            id_value(member(t, "id", path), path + ".id");  // read (must be an id), not used: as tokenizers
             token.special = bool_field(t, "special", path, false);
             token.normalized = bool_field(t, "normalized", path, !token.special);
             token.lstrip = bool_field(t, "lstrip", path, false);
             token.rstrip = bool_field(t, "rstrip", path, false);
             token.single_word = bool_field(t, "single_word", path, false);
-            v.add(std::move(token), normalizer);
+            if (const auto known = v.token_to_id(token.content)) token.id = *known;
+            else if (const auto in_model = model.token_to_id(token.content)) token.id = *in_model;
+            else token.id = next_id++;
+            v.add(std::move(token));
         }
+        v.build_matchers(normalizer);
         return v;
     }
 
@@ -126,15 +134,21 @@ public:
     }
 
 private:
-    void add(AddedToken token, const Normalizer& normalizer) {
-        // A content given twice is one token (the later entry wins, as a map insert would).
+    /// A content given twice is one token with the later properties (tokenizers
+    /// replaces the entry of that id).
+    void add(AddedToken token) {
         const auto same = std::find_if(tokens_.begin(), tokens_.end(), [&](const AddedToken& t) { return t.content == token.content; });
         const std::size_t index = same == tokens_.end() ? tokens_.size() : static_cast<std::size_t>(same - tokens_.begin());
         if (same == tokens_.end()) tokens_.push_back(token);
         else *same = token;
         index_of_id_[token.id] = index;
-        if (token.normalized) normalized_matcher_.add(normalizer.normalize(token.content), index);
-        else raw_matcher_.add(token.content, index);
+    }
+    void build_matchers(const Normalizer& normalizer) {
+        for (std::size_t index = 0; index < tokens_.size(); ++index) {
+            const AddedToken& token = tokens_[index];
+            if (token.normalized) normalized_matcher_.add(normalizer.normalize(token.content), index);
+            else raw_matcher_.add(token.content, index);
+        }
     }
 
     /// tokenizers' AddedVocabulary::find_matches + split on one segment.
