@@ -147,7 +147,7 @@ if [ $mode = cmake ]; then
         cmake -S "$repo" -B "$build" -G "$generator" -DCMAKE_BUILD_TYPE=Release \
         -DCMAKE_PREFIX_PATH="$deps" -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH}-real" \
         -DLORANULL_CUDA=ON -DLORANULL_USE_LAPACK=OFF -DLORANULL_BUILD_TESTS=ON \
-        -DLORANULL_BUILD_BENCHMARKS=$have_benchmark -DLORANULL_BUILD_EXAMPLES=OFF; then
+        -DLORANULL_BUILD_BENCHMARKS=$have_benchmark -DLORANULL_BUILD_EXAMPLES=OFF -DLORANULL_BUILD_TOOLS=OFF; then
         if grep -q "CUDA targets OFF" "$out/configure.log"; then
             step_status="FAILED (CMake found no CUDA compiler)"
             failed=1

@@ -14,6 +14,7 @@
 //   text/      Hugging Face tokenizers (tokenizer.json), documents from text/JSONL
 //   io/        safetensors, covariance files, PEFT adapters, HF checkpoints
 //   pipeline/  the block-streamed adapter builder
+//   (text/ and pipeline/ need PCRE2 and utf8proc: left out where their headers are not found)
 
 #include "loranull/core/error.hpp"
 #include "loranull/core/host_matrix.hpp"
@@ -28,7 +29,11 @@
 #include "loranull/llama.hpp"
 #include "loranull/lora.hpp"
 
-#include "loranull/text.hpp"
-
 #include "loranull/io.hpp"
+
+// The tokenizers and the builder (which tokenizes --calib-text) need PCRE2 and
+// utf8proc: included wherever their headers are (CMake links them when found).
+#if __has_include(<pcre2.h>) && __has_include(<utf8proc.h>)
 #include "loranull/pipeline.hpp"
+#include "loranull/text.hpp"
+#endif

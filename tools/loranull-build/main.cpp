@@ -16,10 +16,18 @@
 #include <loranull/pipeline/adapter_builder.hpp>
 
 #include "../tool_options.hpp"
+#include "build_device.hpp"
 #include "options.hpp"
 #include "report.hpp"
 
 using namespace loranull;
+
+#ifndef LORANULL_BUILD_CUDA
+// Without nvcc there is no CUDA builder; options.hpp refuses --device cuda first.
+pipeline::BuildResult tools::build::run_on_cuda(const pipeline::BuildOptions&, const pipeline::BuildProgress&) {
+    pipeline::refuse_request("--device cuda: this loranull-build was built without CUDA");
+}
+#endif
 
 int main(int argc, char** argv) {
     std::unique_ptr<io::ProgressBar> bar;  // blocks written; its line ends before any error
@@ -41,7 +49,9 @@ int main(int argc, char** argv) {
                 std::fprintf(stderr, "loranull-build: %s\n", line.c_str());
             };
             CpuBackend cpu;
-            const pipeline::BuildResult result = pipeline::AdapterBuilder<CpuBackend>(cpu, options, progress).run();
+            const pipeline::BuildResult result = options.device == "cuda"
+                                                     ? tools::build::run_on_cuda(options, progress)
+                                                     : pipeline::AdapterBuilder<CpuBackend>(cpu, options, progress).run();
             if (bar) bar->finish();
 
             // 3. What happened.

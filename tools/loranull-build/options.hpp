@@ -9,6 +9,7 @@
 #include <loranull/pipeline/build_options.hpp>
 
 #include "../tool_options.hpp"
+#include "build_device.hpp"
 
 namespace loranull::tools::build {
 
@@ -63,7 +64,10 @@ options (each takes one value, as "--name value" or "--name=value", except the f
                      sharding as the input) + OUT/adapter (PEFT adapter for it);
                      plain: only OUT/adapter, a rank-2R adapter for the unmodified
                      base (SPEC.md section 6; its product is zero at initialisation)
-  --device D         cpu (default); cuda is refused (no CUDA forward pass yet)
+  --device D         cpu (default) or cuda: the whole build on GPU 0 (weights, hidden
+                     states, covariances and decompositions on the device; only the
+                     outputs come back). Needs a binary built with nvcc; not yet run
+                     on a GPU.
   --allow-rank-deficient   continue when the calibration has fewer tokens than a
                      projection has inputs (covariance rank-deficient; warned)
   --save-covariances write each block's four covariances to OUT/covariances/
@@ -89,13 +93,13 @@ inline pipeline::BuildOptions parse_options(int argc, char** argv) {
         cl.value(name);
     for (const char* name : {"--allow-rank-deficient", "--save-covariances", "--keep-blocks"}) cl.flag(name);
     cl.parse(argc, argv);
-    if (cl.has("--device") && cl.get("--device") != "cpu") {
-        if (cl.get("--device") == "cuda")
-            throw UsageError("--device cuda: this build has no CUDA forward pass yet (the LLaMA kernels run on the "
-                             "CPU only); use --device cpu");
-        throw UsageError("--device must be cpu or cuda, got '" + cl.get("--device") + "'");
-    }
+    const std::string device = cl.get("--device", "cpu");
+    if (device != "cpu" && device != "cuda") throw UsageError("--device must be cpu or cuda, got '" + device + "'");
+    if (device == "cuda" && !has_cuda_builder())
+        throw UsageError("--device cuda: this loranull-build was built without CUDA (nvcc was not found when CMake "
+                         "configured the build); use --device cpu");
     pipeline::BuildOptions o;
+    o.device = device;
     o.model = cl.required("--model");
     o.method = cl.required("--method");
     o.out = cl.required("--out");

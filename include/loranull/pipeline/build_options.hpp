@@ -73,6 +73,7 @@ struct BuildOptions {
     bool save_covariances = false;  // OUT/covariances/layer-L.INPUT.safetensors
     bool keep_blocks = false;       // keep OUT/blocks/ after assembly
     Index stop_after_blocks = -1;   // testing: stop (resumably) after this many blocks
+    std::string device = "cpu";     // recorded only: the caller instantiates the builder on its backend
 
     bool has_calibration() const { return !calib.empty() || !calib_text.empty(); }
     const std::string& calibration_file() const { return calib.empty() ? calib_text : calib; }
