@@ -182,7 +182,7 @@ TEST_CASE("--calib-text: bad text is one error line naming the line, bad request
         {m + "--calib-text " + q(fx.lines) + " --calib " + q(dir() / "windows.safetensors"), 2, "not both"},
         {m + "--text-field body", 2, "--format and --text-field describe --calib-text"},
         {"--model " + q(fx.model) + " --method lora-null --rank 3 --calib-text " + q(fx.lines) + " --seq-len 40", 1,
-         "windows of 40 tokens exceed max_position_embeddings = 32"},
+         "sequences of 40 tokens exceed max_position_embeddings = 32"},
         {"--model " + q(dir() / "no_tokenizer") + " --method lora-null --rank 3 --calib-text " + q(fx.lines), 1,
          "tokenizer.json"},
     };

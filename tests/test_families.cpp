@@ -289,11 +289,35 @@ TEST_CASE("the families' keys: shapes follow head_dim, biases where the family h
     CHECK(config("llama-3.1").rope_scaling.type == RopeScaling::Type::llama3);
     CHECK(config("llama-3.2").tied_embeddings);
 
+    // Mistral without the key: transformers' default window of 4096; null: none.
+    json no_key = all[5].config, null_key = all[5].config;
+    no_key.erase("sliding_window");
+    null_key["sliding_window"] = nullptr;
+    CHECK(io::detail::config_from_json(no_key, "mistral").sliding_window == 4096);
+    CHECK(io::detail::config_from_json(null_key, "mistral").sliding_window == 0);
+    // llama3 rope scaling needs its four keys, as transformers does.
+    json partial = all[2].config;
+    partial["rope_scaling"].erase("low_freq_factor");
+    CHECK(test::error_message([&] { io::detail::config_from_json(partial, "llama-3.1"); })
+              .find("rope_scaling of type llama3 needs a number low_freq_factor") != std::string::npos);
+
     const fs::path path = write_family(all[5]);  // mistral
     LlamaModel<CpuBackend, float> model = io::load_hf_checkpoint<float>(cpu, path);
     const std::string message =
         test::error_message([&] { model.forward(std::vector<std::int32_t>(13, 1), 13); });
     CHECK(message.find("sequences of 13 tokens exceed the model's sliding_window of 12") != std::string::npos);
+    // The builder refuses such calibration before it writes anything.
+    io::SafetensorsWriter calib;
+    calib.add_integers("input_ids", std::vector<std::int64_t>(2 * 13, 1), {2, 13});
+    calib.write(path / "long.safetensors");
+    pipeline::BuildOptions o;
+    o.model = path.string();
+    o.calib = (path / "long.safetensors").string();
+    o.rank = 2;
+    o.out = (dir() / "mistral-refused").string();
+    const std::string refused = test::error_message([&] { pipeline::AdapterBuilder<CpuBackend>(cpu, o).run(); });
+    CHECK(refused.find("sequences of 13 tokens exceed the sliding_window of 12") != std::string::npos);
+    CHECK(!fs::exists(o.out));
 
     // The llama3 bands: a short wave kept, a medium one smoothed, long ones divided by the factor.
     const std::vector<double> f = rope_frequencies(config("llama-3.1"));

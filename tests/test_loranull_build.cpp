@@ -385,6 +385,9 @@ TEST_CASE("weight-only methods without calibration, plain export, a subset of la
     const json config = json::parse(slurp(out / "adapter" / "adapter_config.json"));
     CHECK(config["r"] == 4);  // rank 2r: [A; A0], s [B, -B0]
     CHECK(config["lora_alpha"] == 4);
+    // PEFT wraps only the adapted block (else every layer's q_proj, ... gets a fresh LoRA).
+    CHECK(config["layers_to_transform"] == json::array({1}));
+    CHECK(config["layers_pattern"] == "layers");
     for (ProjectionKind kind : all_projections) {
         const std::string name = "base_model.model.model.layers.1." + projection_path(kind);
         const Mat<double> down = cpu.upload(adapter.read_matrix<double>(name + ".lora_A.weight"));

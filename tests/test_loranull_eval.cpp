@@ -129,7 +129,7 @@ TEST_CASE("loranull-eval: the NLL is the model's cross-entropy, and --logits-out
     CHECK(worst <= 1e-5 * direct.cwiseAbs().maxCoeff());
 }
 
-TEST_CASE("loranull-eval: a PEFT adapter is merged as W + (lora_alpha / r) B A, alpha_pattern and rslora included") {
+TEST_CASE("loranull-eval: a PEFT adapter is merged as W + (lora_alpha / r) B A, alpha_pattern (regex keys) and rslora included") {
     const Fixture& fx = fixture();
     const fs::path adapter = dir() / "adapter";
     fs::create_directories(adapter);
@@ -144,7 +144,7 @@ TEST_CASE("loranull-eval: a PEFT adapter is merged as W + (lora_alpha / r) B A, 
     for (const bool rslora : {false, true}) {
         INFO("use_rslora ", rslora);
         json config = {{"peft_type", "LORA"}, {"r", 2}, {"lora_alpha", 6}, {"target_modules", {"q_proj", "down_proj"}},
-                       {"bias", "none"}, {"use_rslora", rslora}, {"alpha_pattern", {{"layers.1.mlp.down_proj", 12}}}};
+                       {"bias", "none"}, {"use_rslora", rslora}, {"alpha_pattern", {{"layers\\.[1-3]\\.mlp\\.down_proj", 12}}}};  // a regex, as PEFT reads it
         std::ofstream(adapter / "adapter_config.json") << config.dump();
         const auto r = eval("--model " + q(fx.model) + " --adapter " + q(adapter) + " --calib " + q(fx.calib));
         INFO(r.err);

@@ -40,8 +40,8 @@ options (each takes one value, as "--name value" or "--name=value", except the f
                      each document without special tokens, joined with EOS, cut
                      into chunks of T - 1 tokens; N chunks drawn without
                      replacement (--seed), each window = BOS + its chunk. Defaults
-                     N = 256 (--samples), T = min(2048, max_position_embeddings)
-                     (--seq-len). Too little text is an error.
+                     N = 256 (--samples), T = min(2048, max_position_embeddings,
+                     sliding_window) (--seq-len). Too little text is an error.
   --method M         lora-null, corda-kpm, corda-ipm, pissa, pissa-fast, milora, lora,
                      olora, eva (lora-null-v1 and lora-null-v2 name lora-null's
                      initialisation too)

@@ -31,16 +31,22 @@ int run(const Options& o) {
     std::optional<io::PeftAdapter> adapter;
     if (!o.adapter.empty()) adapter = io::read_peft_adapter(o.adapter);
     // 2. The tokens, checked against the model before the weights are read.
-    const pipeline::CalibrationTokens data =
-        o.calib.empty()
-            ? pipeline::read_calibration_text(o.calib_text, o.text_format, o.text_field, o.samples ? o.samples : 256,
-                                              o.seq_len ? o.seq_len : std::min<Index>(2048, config.max_seq_len), o.seed,
-                                              text::Tokenizer::from_folder(o.model), config, o.model)
-            : pipeline::read_calibration_tokens(o.calib, o.samples, o.seq_len, config, o.model);
-    if (data.seq_len < 2) throw tools::UsageError("--calib " + o.calib + ": sequences of 1 token predict nothing");
+    pipeline::BuildOptions source;  // the calibration fields, read as loranull-build reads them
+    source.model = o.model;
+    source.calib = o.calib;
+    source.calib_text = o.calib_text;
+    source.text_format = o.text_format;
+    source.text_field = o.text_field;
+    source.samples = o.samples;
+    source.seq_len = o.seq_len;
+    source.seed = o.seed;
+    const pipeline::CalibrationTokens data = pipeline::read_calibration(source, config);
+    if (data.seq_len < 2)
+        pipeline::refuse_input(o.calib.empty() ? "--calib-text " : "--calib ", source.calibration_file(),
+                               ": sequences of 1 token predict nothing");
     LlamaModel<CpuBackend, float> model = io::load_hf_checkpoint<float>(cpu, o.model);
     if (adapter) io::merge_peft_adapter(model, *adapter);
-    const Index batch = o.batch ? std::min(o.batch, data.samples) : std::clamp<Index>(4096 / data.seq_len, 1, data.samples);
+    const Index batch = pipeline::default_batch(o.batch, data);
 
     // 3. The NLL, batch by batch; the logits streamed into their file as they come.
     NllResult nll;

@@ -32,7 +32,8 @@ options (each takes one value, as "--name value" or "--name=value"):
   --calib-text FILE  or text, tokenized with the model's tokenizer.json and packed into
                      N windows of T tokens exactly as loranull-build --calib-text does
                      (docs/loranull-build.md; defaults N = 256, T = min(2048,
-                     max_position_embeddings), windows drawn with --seed, default 0)
+                     max_position_embeddings, sliding_window), windows drawn with
+                     --seed, default 0)
   --samples N        the first N sequences (default: all), or N windows of text
   --seq-len T        the first T tokens of each (default: all; at least 2), or
                      windows of T tokens

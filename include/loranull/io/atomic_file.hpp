@@ -48,20 +48,22 @@ inline void write_file_atomically(const std::filesystem::path& path, const std::
     const char* where = "io::write_file_atomically";
     const std::filesystem::path tmp = path.string() + ".tmp";
     try {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        require(bool(out), where, "cannot create ", tmp.string());
-        write(out);
-        out.flush();
-        require(bool(out), where, "writing ", tmp.string(), " failed (disk full?)");
+        {
+            std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+            require(bool(out), where, "cannot create ", tmp.string());
+            write(out);
+            out.close();  // flushes: a failed last write shows here
+            require(!out.fail(), where, "writing ", tmp.string(), " failed (disk full?)");
+        }
+        detail::sync_path(tmp, false, where);
+        std::error_code ec;
+        std::filesystem::rename(tmp, path, ec);
+        require(!ec, where, "cannot rename ", tmp.string(), " to ", path.string(), ": ", ec.message());
     } catch (...) {
         std::error_code ec;  // PATH is untouched; the partial PATH.tmp goes
         std::filesystem::remove(tmp, ec);
         throw;
     }
-    detail::sync_path(tmp, false, where);
-    std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
-    require(!ec, where, "cannot rename ", tmp.string(), " to ", path.string(), ": ", ec.message());
     const std::filesystem::path folder = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
     detail::sync_path(folder, true, where);
 }

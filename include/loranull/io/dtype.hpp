@@ -35,6 +35,17 @@ inline std::string_view dtype_name(Dtype d) {
     return "?";
 }
 
+/// config.json's torch_dtype for a floating dtype: "float32", "bfloat16", ...
+inline std::string torch_dtype_name(Dtype d) {
+    switch (d) {
+        case Dtype::F64: return "float64";
+        case Dtype::F32: return "float32";
+        case Dtype::F16: return "float16";
+        case Dtype::BF16: return "bfloat16";
+        default: fail("io::torch_dtype_name", "dtype ", dtype_name(d), " is not a floating-point type");
+    }
+}
+
 /// Throws on a name this library does not know.
 inline Dtype parse_dtype(std::string_view name) {
     for (Dtype d : {Dtype::F64, Dtype::F32, Dtype::F16, Dtype::BF16, Dtype::I64, Dtype::I32, Dtype::I16, Dtype::I8,

@@ -139,20 +139,23 @@ inline LlamaConfig config_from_json(const nlohmann::json& j, const std::string& 
                                     : BiasScheme::none;
     }
 
-    // Sliding windows: Mistral's sliding_window (null: none); Qwen2's only
+    // Sliding windows: Mistral's sliding_window (absent: transformers'
+    // MistralConfig default 4096; null: none); Qwen2's only
     // when use_sliding_window (then on the layers from max_window_layers on).
     // Either way the model refuses sequences longer than the window, so
     // whichever layers it applies to, what is computed equals HF's.
-    if (c.model_type == "mistral" && has("sliding_window")) c.sliding_window = get_int("sliding_window");
+    if (c.model_type == "mistral") c.sliding_window = !j.contains("sliding_window") ? 4096
+                                                      : has("sliding_window") ? get_int("sliding_window") : 0;
     if (c.model_type == "qwen2" && get_bool("use_sliding_window", false)) c.sliding_window = get_int("sliding_window");
 
     // rope_scaling: rope_type (older files: type) default, linear, llama3 or dynamic.
     if (has("rope_scaling")) {
         const nlohmann::json& r = j["rope_scaling"];
         require(r.is_object(), where, "config.json: rope_scaling ", r.dump(), " is not an object");
-        const std::string type = r.contains("rope_type") ? r["rope_type"].get<std::string>()
-                                 : r.contains("type")    ? r["type"].get<std::string>()
-                                                         : "";
+        const char* type_key = r.contains("rope_type") ? "rope_type" : "type";
+        require(r.contains(type_key) && r[type_key].is_string(), where, "config.json: rope_scaling ", r.dump(),
+                " has no string rope_type (or type)");
+        const std::string type = r[type_key].get<std::string>();
         RopeScaling& s = c.rope_scaling;
         if (type == "default") s.type = RopeScaling::Type::none;
         else if (type == "linear") s.type = RopeScaling::Type::linear;
@@ -165,10 +168,16 @@ inline LlamaConfig config_from_json(const nlohmann::json& j, const std::string& 
             require(r.contains("factor"), where, "config.json: rope_scaling ", r.dump(), " has no factor");
             s.factor = get_number(r, "factor", 1.0, "rope_scaling ");
         }
-        if (s.type == RopeScaling::Type::llama3) {
+        if (s.type == RopeScaling::Type::llama3) {  // transformers requires all four keys
+            for (const char* key : {"low_freq_factor", "high_freq_factor", "original_max_position_embeddings"})
+                require(r.contains(key) && r[key].is_number(), where, "config.json: rope_scaling of type llama3 needs a number ",
+                        key, " (", r.dump(), ")");
+            require(r["original_max_position_embeddings"].is_number_integer(), where,
+                    "config.json: rope_scaling original_max_position_embeddings ", r["original_max_position_embeddings"].dump(),
+                    " is not an integer");
             s.low_freq_factor = get_number(r, "low_freq_factor", 1.0, "rope_scaling ");
             s.high_freq_factor = get_number(r, "high_freq_factor", 4.0, "rope_scaling ");
-            s.original_max_position = static_cast<Index>(get_number(r, "original_max_position_embeddings", 8192, "rope_scaling "));
+            s.original_max_position = r["original_max_position_embeddings"].get<Index>();
         }
         // attention_factor (YaRN, longrope) and other scaled attentions change
         // the logits: refused rather than ignored.
@@ -209,8 +218,7 @@ void save_hf_checkpoint(const LlamaModel<Bk, T>& model, const std::filesystem::p
     writer.add("model.norm.weight", b.download(model.final_norm), dtype);
     if (!model.config.tied_embeddings) writer.add("lm_head.weight", b.download(model.lm_head), dtype);
     writer.write(dir / "model.safetensors");
-    const std::string dtype_name = dtype == io::Dtype::BF16 ? "bfloat16" : dtype == io::Dtype::F16 ? "float16"
-                                   : dtype == io::Dtype::F64 ? "float64" : "float32";
+    const std::string dtype_name = torch_dtype_name(dtype);
     io::write_text_atomically(dir / "config.json", detail::config_to_json(model.config, dtype_name).dump(2) + "\n");
 }
 

@@ -101,6 +101,8 @@ struct PeftAdapterConfig {
     std::string task_type = "CAUSAL_LM";
     nlohmann::json rank_pattern = nlohmann::json::object();   // module key -> r
     nlohmann::json alpha_pattern = nlohmann::json::object();  // module key -> lora_alpha
+    nlohmann::json layers_to_transform = nullptr;  // [l, ...]: only these layers' modules are wrapped
+    nlohmann::json layers_pattern = nullptr;       // the path component before the layer index ("layers")
 };
 
 /// adapter_config.json (the fields listed at the top of this file, in PEFT's
@@ -121,8 +123,8 @@ inline nlohmann::json peft_adapter_config(const PeftAdapterConfig& c) {
     config["fan_in_fan_out"] = false;
     config["modules_to_save"] = nullptr;
     config["init_lora_weights"] = true;
-    config["layers_to_transform"] = nullptr;
-    config["layers_pattern"] = nullptr;
+    config["layers_to_transform"] = c.layers_to_transform;
+    config["layers_pattern"] = c.layers_pattern;
     config["rank_pattern"] = c.rank_pattern;
     config["alpha_pattern"] = c.alpha_pattern;
     return config;

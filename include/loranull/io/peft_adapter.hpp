@@ -6,9 +6,11 @@
 //
 // for every module with tensors base_model.model.<module>.lora_A.weight [r, n]
 // and .lora_B.weight [m, r] in adapter_model.safetensors, lora_alpha and r
-// per module from adapter_config.json (alpha_pattern / rank_pattern when a key
-// matches the module's path, PEFT's `(.*\.)?KEY$` rule). The sums run in
-// double and are cast to the model's type once.
+// per module from adapter_config.json: lora_alpha, or the alpha_pattern value
+// of the first key (in the file's order) that matches the module's path as
+// PEFT matches it, the regex `(.*\.)?(KEY)$` over the whole path; r is the
+// module's lora_A rows (which rank_pattern set when the adapter was made). The
+// sums run in double and are cast to the model's type once.
 //
 // What would change the computation in ways a merge does not express is
 // refused by name: DoRA (use_dora), adapter biases (bias != "none"),
@@ -19,6 +21,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -46,14 +49,23 @@ struct PeftAdapter {
 
 namespace detail {
 
-/// The value of the first pattern key that names `path` (PEFT: the key is a
-/// suffix of the module path at a dot boundary), or `fallback`.
-inline double pattern_value(const nlohmann::json& patterns, const std::string& path, double fallback) {
+/// The value of the first pattern key (file order) whose regex
+/// `(.*\.)?(KEY)$` matches the whole of `path` (PEFT's get_pattern_key), or
+/// `fallback`.
+inline double pattern_value(const nlohmann::ordered_json& patterns, const std::string& path, double fallback,
+                            const std::string& where) {
     if (!patterns.is_object()) return fallback;
     for (const auto& [key, value] : patterns.items()) {
-        const bool suffix = path.size() >= key.size() && path.compare(path.size() - key.size(), key.size(), key) == 0;
-        if (suffix && (path.size() == key.size() || path[path.size() - key.size() - 1] == '.'))
-            return value.get<double>();
+        std::regex pattern;
+        try {
+            pattern = std::regex("(.*\\.)?(" + key + ")$");
+        } catch (const std::regex_error& e) {
+            fail(where, "adapter_config.json: alpha_pattern key '", key, "' is not a valid regex (", e.what(), ")");
+        }
+        if (!std::regex_match(path, pattern)) continue;
+        require(value.is_number(), where, "adapter_config.json: alpha_pattern '", key, "' is ", value.dump(),
+                ", expected a number");
+        return value.get<double>();
     }
     return fallback;
 }
@@ -66,10 +78,10 @@ inline PeftAdapter read_peft_adapter(const std::filesystem::path& dir) {
     require(std::filesystem::is_directory(dir), where, "is not a folder");
     const std::filesystem::path config_path = dir / "adapter_config.json";
     require(std::filesystem::exists(config_path), where, "adapter_config.json is missing");
-    nlohmann::json c;
+    nlohmann::ordered_json c;  // file order: alpha_pattern's first matching key wins
     try {
         std::ifstream in(config_path);
-        c = nlohmann::json::parse(in);
+        c = nlohmann::ordered_json::parse(in);
     } catch (const nlohmann::json::exception& e) {
         fail(where, "adapter_config.json is not valid JSON (", e.what(), ")");
     }
@@ -87,7 +99,7 @@ inline PeftAdapter read_peft_adapter(const std::filesystem::path& dir) {
             " is not supported");
     const bool rslora = c.contains("use_rslora") && c["use_rslora"] == true;
     const double alpha = c["lora_alpha"].get<double>();
-    const nlohmann::json alpha_pattern = c.value("alpha_pattern", nlohmann::json::object());
+    const nlohmann::ordered_json alpha_pattern = c.contains("alpha_pattern") ? c["alpha_pattern"] : nlohmann::ordered_json::object();
 
     const std::filesystem::path weights = dir / "adapter_model.safetensors";
     require(std::filesystem::exists(weights), where, "adapter_model.safetensors is missing");
@@ -100,7 +112,11 @@ inline PeftAdapter read_peft_adapter(const std::filesystem::path& dir) {
         const bool is_b = name.size() > b_suffix.size() && name.compare(name.size() - b_suffix.size(), b_suffix.size(), b_suffix) == 0;
         require(is_a || is_b, where, "adapter_model.safetensors: tensor '", name,
                 "' is neither lora_A nor lora_B (not a plain LoRA adapter)");
-        if (!is_a) continue;
+        if (!is_a) {
+            const std::string a_name = name.substr(0, name.size() - b_suffix.size()) + a_suffix;
+            require(file.contains(a_name), where, "tensor '", name, "' has no '", a_name, "'");
+            continue;
+        }
         require(name.rfind(prefix, 0) == 0, where, "tensor '", name, "' does not start with ", prefix);
         PeftModule m;
         m.path = name.substr(prefix.size(), name.size() - prefix.size() - a_suffix.size());
@@ -114,7 +130,7 @@ inline PeftAdapter read_peft_adapter(const std::filesystem::path& dir) {
         require(all_finite(m.A.data(), m.A.size()) && all_finite(m.B.data(), m.B.size()), where, "module ", m.path,
                 " holds NaN or Inf");
         const double r = double(m.A.rows());
-        const double module_alpha = detail::pattern_value(alpha_pattern, m.path, alpha);
+        const double module_alpha = detail::pattern_value(alpha_pattern, m.path, alpha, where);
         m.scaling = rslora ? module_alpha / std::sqrt(r) : module_alpha / r;
         adapter.modules.push_back(std::move(m));
     }

@@ -87,18 +87,9 @@ public:
         config_ = checkpoint.config();
         layers_ = parse_layer_list(o_.layers, config_.n_layers);
         check_rank();
-        if (!o_.calib_text.empty()) {
-            // The reference's 256 windows, of 2048 tokens where the model allows.
-            const text::Tokenizer tokenizer = text::Tokenizer::from_folder(o_.model);
-            calibration_ = read_calibration_text(o_.calib_text, o_.text_format, o_.text_field, o_.samples ? o_.samples : 256,
-                                                 o_.seq_len ? o_.seq_len : std::min<Index>(2048, config_.max_seq_len),
-                                                 o_.seed, tokenizer, config_, o_.model);
-        } else if (!o_.calib.empty()) {
-            calibration_ = read_calibration_tokens(o_.calib, o_.samples, o_.seq_len, config_, o_.model);
-        }
         if (o_.has_calibration()) {
-            batch_ = o_.batch ? std::min(o_.batch, calibration_.samples)
-                              : std::clamp<Index>(4096 / calibration_.seq_len, 1, calibration_.samples);
+            calibration_ = read_calibration(o_, config_);
+            batch_ = default_batch(o_.batch, calibration_);
         }
         check_rank_deficiency();
 
@@ -123,7 +114,7 @@ public:
             const auto assembly_start = Clock::now();
             BuildAssembly assembly(o_, layers_, folder_);
             if (!o_.export_plain) assembly.write_residual_model(checkpoint);
-            assembly.write_adapter(b_, calibration_.source);
+            assembly.write_adapter(b_, calibration_.source, config_.n_layers);
             timings_.assembly = seconds_since(assembly_start);
             result.report = write_report(o_, layers_, folder_, calibration_, timings_, seconds_since(start), warnings_);
             if (!o_.keep_blocks) folder_.remove_blocks();
@@ -155,6 +146,8 @@ private:
             refuse_request("--samples and --seq-len select calibration data: give --calib");
         if (o_.samples < 0 || o_.seq_len < 0 || o_.batch < 0)
             refuse_request("--samples, --seq-len and --batch must be at least 1");
+        if (o_.dtype && !io::is_floating(*o_.dtype))
+            refuse_request("--dtype must be f32, bf16 or f16 (or F64), got ", io::dtype_name(*o_.dtype));
         for (const std::string& input : {o_.model, o_.calib, o_.calib_text}) {
             std::error_code ec;
             if (input.empty() || !fs::exists(input) || !fs::exists(o_.out)) continue;

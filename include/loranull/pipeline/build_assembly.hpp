@@ -85,7 +85,7 @@ public:
         }
         nlohmann::json config = checkpoint.config_json();
         if (o_.dtype)
-            config["torch_dtype"] = *o_.dtype == io::Dtype::BF16 ? "bfloat16" : *o_.dtype == io::Dtype::F16 ? "float16" : "float32";
+            config["torch_dtype"] = io::torch_dtype_name(*o_.dtype);
         for (const char* extra : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                                   "generation_config.json", "added_tokens.json"}) {
             std::error_code ec;
@@ -99,7 +99,7 @@ public:
     /// conversion runs on backend b, one module at a time. `calibration` (where
     /// the calibration tokens came from) goes into the safetensors metadata.
     template <class Bk>
-    void write_adapter(Bk& b, const nlohmann::json& calibration) {
+    void write_adapter(Bk& b, const nlohmann::json& calibration, Index total_layers) {
         const std::filesystem::path dir = folder_.path() / "adapter";
         std::filesystem::create_directories(dir);
         const double s = o_.scale();
@@ -150,6 +150,12 @@ public:
         config.lora_alpha = o_.export_plain ? double(config.r) : o_.lora_alpha();  // plain: scale folded into up
         config.target_modules = targets;
         config.base_model_name_or_path = o_.export_plain ? o_.model : "../model";
+        if (static_cast<Index>(layers_.size()) < total_layers) {
+            // target_modules names every layer's q_proj, ...: restrict PEFT to the
+            // adapted blocks, or it wraps the others with fresh (trainable) LoRA.
+            config.layers_to_transform = layers_;
+            config.layers_pattern = "layers";
+        }
         io::write_text_atomically(dir / "adapter_config.json", io::peft_adapter_config(config).dump(2) + "\n");
     }
 

@@ -43,9 +43,13 @@ public:
         settings_hash_ = text_hash(settings.dump());
         if (fs::exists(out) && !fs::is_directory(out)) refuse_input("--out ", out_, " exists and is not a folder");
         if (!fs::exists(out) || fs::is_empty(out, ec)) {
+            // build.json first: a folder interrupted after it resumes, one
+            // interrupted before it is still empty.
+            fs::create_directories(out, ec);
+            if (ec) refuse_input("cannot create ", out.string(), ": ", ec.message());
+            io::write_text_atomically(out / "build.json", settings.dump(2) + "\n");
             fs::create_directories(out / "blocks", ec);
             if (ec) refuse_input("cannot create ", (out / "blocks").string(), ": ", ec.message());
-            io::write_text_atomically(out / "build.json", settings.dump(2) + "\n");
             return false;
         }
         const fs::path build = out / "build.json";

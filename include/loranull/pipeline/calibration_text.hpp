@@ -53,9 +53,7 @@ inline CalibrationTokens read_calibration_text(const std::string& path, const st
                                                std::uint64_t seed, const text::Tokenizer& tokenizer,
                                                const LlamaConfig& config, const std::string& model) {
     const std::string where = "--calib-text " + path;
-    if (seq_len > config.max_seq_len)
-        refuse_input(where, ": windows of ", seq_len, " tokens exceed max_position_embeddings = ", config.max_seq_len,
-                     " of ", model, "/config.json (use --seq-len)");
+    check_sequence_length(seq_len, config, where, model);
     const auto bos = tokenizer.bos_id(), eos = tokenizer.eos_id();
     const Index chunk = bos ? seq_len - 1 : seq_len;
     if (chunk < 1) refuse_request("--seq-len ", seq_len, " leaves no text after BOS: use at least 2");
@@ -116,6 +114,22 @@ inline CalibrationTokens read_calibration_text(const std::string& path, const st
                   {"packing", "chunks of seq_len - 1 tokens (seq_len without BOS) drawn without replacement, BOS first"}};
     if (fmt == text::DocumentFormat::jsonl) out.source["field"] = field;
     return out;
+}
+
+/// The calibration of a build or an evaluation: token ids (--calib) or text
+/// (--calib-text, defaults N = 256 windows of default_text_seq_len), from the
+/// options' fields; the one reader loranull-build and loranull-eval share.
+inline CalibrationTokens read_calibration(const BuildOptions& o, const LlamaConfig& config) {
+    if (!o.calib_text.empty())
+        return read_calibration_text(o.calib_text, o.text_format, o.text_field, o.samples ? o.samples : 256,
+                                     o.seq_len ? o.seq_len : default_text_seq_len(config), o.seed,
+                                     text::Tokenizer::from_folder(o.model), config, o.model);
+    return read_calibration_tokens(o.calib, o.samples, o.seq_len, config, o.model);
+}
+
+/// Sequences per forward chunk: --batch, or 4096 tokens' worth.
+inline Index default_batch(Index batch, const CalibrationTokens& c) {
+    return batch ? std::min(batch, c.samples) : std::clamp<Index>(4096 / c.seq_len, 1, c.samples);
 }
 
 }  // namespace loranull::pipeline

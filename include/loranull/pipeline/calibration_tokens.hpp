@@ -18,6 +18,27 @@
 
 namespace loranull::pipeline {
 
+/// Sequences the model computes exactly: at most max_position_embeddings,
+/// and at most the sliding window (Mistral, Qwen2), checked before any work.
+inline void check_sequence_length(Index seq_len, const LlamaConfig& config, const std::string& where,
+                                  const std::string& model) {
+    if (seq_len > config.max_seq_len)
+        refuse_input(where, ": sequences of ", seq_len, " tokens exceed max_position_embeddings = ", config.max_seq_len,
+                     " of ", model, "/config.json (use --seq-len)");
+    if (config.sliding_window > 0 && seq_len > config.sliding_window)
+        refuse_input(where, ": sequences of ", seq_len, " tokens exceed the sliding_window of ", config.sliding_window,
+                     " of ", model, "/config.json (windowed attention is not implemented; use --seq-len ",
+                     config.sliding_window, " or less)");
+}
+
+/// The default calibration length of text windows: the reference's 2048 where
+/// the model computes it exactly.
+inline Index default_text_seq_len(const LlamaConfig& config) {
+    Index t = std::min<Index>(2048, config.max_seq_len);
+    if (config.sliding_window > 0) t = std::min(t, config.sliding_window);
+    return t;
+}
+
 struct CalibrationTokens {
     std::vector<std::int32_t> tokens;  // samples * seq_len ids, sequence after sequence
     Index samples = 0, seq_len = 0;
@@ -50,9 +71,7 @@ inline CalibrationTokens read_calibration_tokens(const std::string& path, Index 
         refuse_input("--samples ", out.samples, " exceeds the ", file_samples, " sequences of 'input_ids' in ", path);
     if (out.seq_len > file_seq)
         refuse_input("--seq-len ", out.seq_len, " exceeds the sequence length ", file_seq, " of 'input_ids' in ", path);
-    if (out.seq_len > config.max_seq_len)
-        refuse_input(where, ": sequences of ", out.seq_len, " tokens exceed max_position_embeddings = ",
-                     config.max_seq_len, " of ", model, "/config.json (use --seq-len)");
+    check_sequence_length(out.seq_len, config, where, model);
     const std::vector<std::int64_t> ids = file.read_integers("input_ids");
     out.tokens.reserve(static_cast<std::size_t>(out.count()));
     for (Index s = 0; s < out.samples; ++s)
