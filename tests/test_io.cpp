@@ -2,6 +2,7 @@
 // header can tell) and covariance files (bit-exact round trips, bad files).
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -301,4 +302,29 @@ TEST_CASE("write_safetensors: memory stays bounded by one tensor while a file of
     CHECK(r.info("t11").end - r.info("t11").begin == std::uint64_t(n * n * 4));
     CHECK(r.read_matrix<float>("t7")(n - 1, n - 1) == 7.0f);
     fs::remove(path);
+}
+
+TEST_CASE("encode_row_major rounds double to BF16 and F16 once: values just above a tie round up") {
+    // 1 + 2^-8 + 2^-30 lies just above the BF16 midpoint of 1 and 1 + 2^-7; through
+    // float it would lose the 2^-30, land on the tie and round to even (1).
+    HostMatrix<double> m(1, 4);
+    m(0, 0) = 1 + std::ldexp(1.0, -8) + std::ldexp(1.0, -30);
+    m(0, 1) = -(1 + std::ldexp(1.0, -8) + std::ldexp(1.0, -30));
+    m(0, 2) = 1 + std::ldexp(1.0, -11) + std::ldexp(1.0, -40);  // the F16 tie of 1 and 1 + 2^-10, and a bit
+    m(0, 3) = 1 + std::ldexp(1.0, -8);                           // an exact tie: to even (1)
+    for (io::Dtype dtype : {io::Dtype::BF16, io::Dtype::F16}) {
+        const fs::path path = temp_path("ties.safetensors");
+        io::SafetensorsWriter w;
+        w.add("m", m, dtype);
+        w.write(path);
+        const HostMatrix<double> back = io::SafetensorsReader(path).read_matrix<double>("m");
+        if (dtype == io::Dtype::BF16) {
+            CHECK(back(0, 0) == 1 + std::ldexp(1.0, -7));
+            CHECK(back(0, 1) == -(1 + std::ldexp(1.0, -7)));
+            CHECK(back(0, 3) == 1.0);
+        } else {
+            CHECK(back(0, 2) == 1 + std::ldexp(1.0, -10));
+            CHECK(back(0, 3) == 1 + std::ldexp(1.0, -8));  // exact in F16
+        }
+    }
 }

@@ -66,6 +66,18 @@ inline std::size_t dtype_size(Dtype d) {
 
 inline bool is_floating(Dtype d) { return d == Dtype::F64 || d == Dtype::F32 || d == Dtype::F16 || d == Dtype::BF16; }
 
+/// d as a float rounded toward zero, its last bit set when inexact ("round to
+/// odd"): rounding that float to nearest-even in a format of at most 22
+/// significant bits (BF16, F16) then rounds d itself correctly, once. A plain
+/// double -> float -> BF16 rounds twice and misses ties by one ulp.
+inline float double_to_float_round_to_odd(double d) {
+    const float f = static_cast<float>(d);
+    if (std::isnan(d) || static_cast<double>(f) == d) return f;
+    std::uint32_t bits = std::bit_cast<std::uint32_t>(f);
+    if (std::fabs(static_cast<double>(f)) > std::fabs(d)) bits -= 1;  // rounded away from zero: one step back
+    return std::bit_cast<float>(bits | 1u);
+}
+
 inline float bf16_to_float(std::uint16_t bits) { return std::bit_cast<float>(std::uint32_t(bits) << 16); }
 
 inline std::uint16_t float_to_bf16(float value) {

@@ -9,7 +9,8 @@
 //                      bytes from another file), so a whole model can be
 //                      rewritten shard by shard.
 //   encode_row_major   a column-major matrix as row-major bytes of a dtype
-//                      (F64, F32, F16, BF16; F16/BF16 round to nearest even):
+//                      (F64, F32, F16, BF16; F16/BF16 round to nearest even,
+//                      once, from the matrix's own precision):
 //                      the one encoder of floating-point tensors.
 //   SafetensorsWriter  collects small tensors in memory, then writes them with
 //                      write_safetensors.
@@ -99,8 +100,8 @@ void encode_row_major(const HostMatrix<T>& m, Dtype dtype, std::ostream& out) {
             switch (dtype) {
                 case Dtype::F64: bits = std::bit_cast<std::uint64_t>(v); break;
                 case Dtype::F32: bits = std::bit_cast<std::uint32_t>(static_cast<float>(v)); break;
-                case Dtype::F16: bits = float_to_f16(static_cast<float>(v)); break;
-                case Dtype::BF16: bits = float_to_bf16(static_cast<float>(v)); break;
+                case Dtype::F16: bits = float_to_f16(double_to_float_round_to_odd(v)); break;
+                case Dtype::BF16: bits = float_to_bf16(double_to_float_round_to_odd(v)); break;
                 default: break;
             }
             for (std::size_t b = 0; b < size; ++b)

@@ -127,6 +127,14 @@ private:
     using Clock = std::chrono::steady_clock;
     static double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+    /// Seconds since t once the backend's queued work is done: an asynchronous
+    /// backend (the GPU: synchronize()) would otherwise bill its work to
+    /// whichever stage next waits for a result.
+    double settled_seconds_since(Clock::time_point t) const {
+        if constexpr (requires(Bk& b) { b.synchronize(); }) b_.synchronize();
+        return seconds_since(t);
+    }
+
     static const MethodInfo& parse_method_option(const std::string& name) {
         if (const MethodInfo* m = find_method(name)) return *m;
         refuse_request(unknown_method_message(name));
@@ -206,10 +214,10 @@ private:
             auto t = Clock::now();
             const MatrixF table = b_.transpose(
                 b_.upload(checkpoint.read<float>("model.embed_tokens.weight", config_.vocab_size, config_.dim)));
-            timings_.load += seconds_since(t);
+            timings_.load += settled_seconds_since(t);
             t = Clock::now();
             hidden = b_.embedding_forward(table, calibration_.tokens);
-            timings_.embed += seconds_since(t);
+            timings_.embed += settled_seconds_since(t);
         }
         Index written = 0;
         for (Index l = 0; l <= last; ++l) {
@@ -218,7 +226,7 @@ private:
             status((is_pending ? "block " : "forward through finished block ") + std::to_string(l));
             auto t = Clock::now();
             const typename Model::Block block = checkpoint.load_block<float>(b_, l);
-            timings_.load += seconds_since(t);
+            timings_.load += settled_seconds_since(t);
 
             std::optional<BlockCalibration<Bk, double>> cal;
             if (calibrate && is_pending)
@@ -230,7 +238,7 @@ private:
                     hook = [&](Index, LinearInput which, const MatrixF& x) {
                         const auto h = Clock::now();
                         cal->add(which, x, seq_len);
-                        hook_seconds += seconds_since(h);
+                        hook_seconds += settled_seconds_since(h);
                     };
                 const bool need_output = l < last;  // the last pending block's output is never used
                 t = Clock::now();
@@ -240,7 +248,7 @@ private:
                     MatrixF y = Model::block_forward(b_, config_, block, l, std::move(x), seq_len, hook);
                     if (need_output) b_.set_block(hidden, 0, s * seq_len, y);
                 }
-                timings_.forward += seconds_since(t) - hook_seconds;
+                timings_.forward += settled_seconds_since(t) - hook_seconds;
                 timings_.covariance += hook_seconds;
             }
             if (!is_pending) continue;
@@ -318,7 +326,7 @@ private:
             writer.add(name + ".lora_A.weight", b_.download(f.A), adapter_dtype);
             writer.add(name + ".lora_B.weight", b_.download(f.B), adapter_dtype);
         }
-        timings_.decomposition += seconds_since(t0);
+        timings_.decomposition += settled_seconds_since(t0);
         const auto t1 = Clock::now();
         writer.set_metadata("format", block_format);
         writer.set_metadata("settings", folder_.settings_hash());
