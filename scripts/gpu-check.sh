@@ -47,6 +47,18 @@ mkdir -p "$1"
 out=$(cd "$1" && pwd)
 deps=${2:-${LORANULL_DEPS:-$repo/.deps}}
 [ -d "$deps" ] && deps=$(cd "$deps" && pwd)
+# The GPU machine comes without Eigen and doctest: they travel in .deps
+# (git-ignored, so absent unless carried). Stop at once, saying how, rather
+# than after minutes of a build that cannot succeed.
+if [ ! -d "$deps/include/eigen3" ] && [ ! -d /usr/include/eigen3 ]; then
+    echo "gpu-check: no Eigen: $deps/include/eigen3 is missing (and /usr/include/eigen3 too)." >&2
+    echo "  On the CPU machine: bash scripts/vendor-deps.sh, then run this with carry=[\".deps\"]." >&2
+    exit 3
+fi
+# nvcc from CUDACXX, else PATH, else the standard install location.
+nvcc_bin=${CUDACXX:-$(command -v nvcc || true)}
+[ -n "$nvcc_bin" ] || nvcc_bin=/usr/local/cuda/bin/nvcc
+export PATH="$(dirname "$nvcc_bin"):$PATH"
 build=${LORANULL_GPU_BUILD:-$repo/build-gpu-check}
 budget=${LORANULL_GPU_CHECK_BUDGET:-450}
 jobs=${JOBS:-$(nproc 2>/dev/null || echo 4)}
@@ -102,7 +114,7 @@ run_step() {
     echo "--- nvidia-smi"
     nvidia-smi 2>&1 || echo "nvidia-smi not available"
     echo "--- nvcc"
-    nvcc --version 2>&1 || echo "nvcc not on PATH"
+    "$nvcc_bin" --version 2>&1 || echo "nvcc not found ($nvcc_bin)"
     echo "--- cmake / ninja / c++"
     cmake --version 2>&1 | head -1 || true
     ninja --version 2>&1 || true
@@ -120,9 +132,14 @@ fi
 say "GPU: $gpu_name; building for sm_$CUDA_ARCH; deps: $deps; jobs: $jobs; budget: ${budget}s"
 
 have_benchmark=OFF
+benchmark_dir=""  # passed as benchmark_DIR: non-multiarch hosts do not search lib/<triplet>/cmake
 for config in "$deps"/lib/*/cmake/benchmark/benchmarkConfig.cmake "$deps"/lib/cmake/benchmark/benchmarkConfig.cmake \
+              "$deps"/lib64/cmake/benchmark/benchmarkConfig.cmake \
               /usr/lib/*/cmake/benchmark/benchmarkConfig.cmake /usr/local/lib/cmake/benchmark/benchmarkConfig.cmake; do
-    [ -e "$config" ] && have_benchmark=ON
+    if [ -e "$config" ] && [ $have_benchmark = OFF ]; then
+        have_benchmark=ON
+        benchmark_dir=$(dirname "$config")
+    fi
 done
 
 # --- build ----------------------------------------------------------------------
@@ -147,7 +164,8 @@ if [ $mode = cmake ]; then
         cmake -S "$repo" -B "$build" -G "$generator" -DCMAKE_BUILD_TYPE=Release \
         -DCMAKE_PREFIX_PATH="$deps" -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH}-real" \
         -DLORANULL_CUDA=ON -DLORANULL_USE_LAPACK=OFF -DLORANULL_BUILD_TESTS=ON \
-        -DLORANULL_BUILD_BENCHMARKS=$have_benchmark -DLORANULL_BUILD_EXAMPLES=OFF -DLORANULL_BUILD_TOOLS=OFF; then
+        -DLORANULL_BUILD_BENCHMARKS=$have_benchmark -DLORANULL_BUILD_EXAMPLES=OFF -DLORANULL_BUILD_TOOLS=OFF \
+        -DCMAKE_CUDA_COMPILER="$nvcc_bin" ${benchmark_dir:+-Dbenchmark_DIR="$benchmark_dir"}; then
         if grep -q "CUDA targets OFF" "$out/configure.log"; then
             step_status="FAILED (CMake found no CUDA compiler)"
             failed=1
@@ -160,16 +178,22 @@ if [ $mode = cmake ]; then
 fi
 
 if [ $mode = cmake ]; then
+    # The tests first, the benchmarks in a step of their own: a benchmark that
+    # fails to build must not keep the tests from being built and run.
     targets=(test_cuda_status test_cuda_nn_emulated test_cuda_parity)
-    [ $have_benchmark = ON ] && targets+=(bench_cuda bench_llama_cuda)
     run_step build 360 "$out/build.log" cmake --build "$build" --target "${targets[@]}" -j "$jobs" || failed=1
     row "build (CMake: ${targets[*]})" "$step_status" "$step_seconds" build.log
+    if [ $have_benchmark = ON ]; then
+        run_step build-benchmarks 240 "$out/build-benchmarks.log" \
+            cmake --build "$build" --target bench_cuda bench_llama_cuda -j "$jobs" || true
+        row "build (CMake: bench_cuda bench_llama_cuda)" "$step_status" "$step_seconds" build-benchmarks.log
+    fi
 else
     # The same targets, compiled directly: what tests/cuda/CMakeLists.txt and
     # bench/cuda/CMakeLists.txt declare, spelled out; at most $jobs compilers at once.
     direct_build() {
         set -e
-        local nvcc=${CUDACXX:-nvcc} cxx=${CXX:-g++}
+        local nvcc=$nvcc_bin cxx=${CXX:-g++}
         local cuda_root cuda_lib
         cuda_root=$(cd "$(dirname "$(command -v "$nvcc")")/.." && pwd)
         cuda_lib=$cuda_root/lib64
@@ -195,6 +219,18 @@ else
         spawn "$cxx" "${cxxflags[@]}" "${inc[@]}" -c "$repo/tests/cuda/gpu_main.cpp" -o "$build/obj/gpu_main.o"
         spawn "$nvcc" "${nvflags[@]}" "${inc[@]}" "$repo/tests/cuda/test_cuda_status.cu" -o "$bin_status" \
             -L"$cuda_lib" -Xlinker -rpath="$cuda_lib" -lcublas -lcusolver
+        while [ "$running" -gt 0 ]; do wait -n || rc=1; running=$((running - 1)); done
+        [ $rc -eq 0 ] || return 1
+        echo "+ link test_cuda_parity"
+        "$cxx" "$build/obj/test_parity.o" "$build/obj/test_parity_model.o" "$build/obj/test_parity_nn.o" \
+            "$build/obj/test_cuda_gpu_only.o" "$build/obj/gpu_main.o" "$build/obj/parity_gpu.o" \
+            "$build/obj/parity_gpu_nn.o" "$build/obj/gpu_only.o" -o "$bin_parity" \
+            -L"$cuda_lib" -Wl,-rpath,"$cuda_lib" -lcudart -lcublas -lcusolver -pthread
+        echo "+ link test_cuda_nn_emulated"
+        "$cxx" "$build/obj/test_parity_nn.o" "$build/obj/gpu_main.o" "$build/obj/parity_emulated.o" \
+            -o "$bin_emulated" -L"$cuda_lib" -Wl,-rpath,"$cuda_lib" -lcudart -pthread
+        # The benchmarks after the tests are linked: a benchmark that fails to
+        # build cannot keep the tests from running (this step then fails alone).
         if [ "$have_benchmark" = ON ]; then
             local blib="" candidate
             for candidate in "$deps"/lib/*/libbenchmark.so "$deps"/lib/libbenchmark.so /usr/lib/*/libbenchmark.so \
@@ -209,17 +245,9 @@ else
                 -lcusolver
         fi
         while [ "$running" -gt 0 ]; do wait -n || rc=1; running=$((running - 1)); done
-        [ $rc -eq 0 ] || return 1
-        echo "+ link test_cuda_parity"
-        "$cxx" "$build/obj/test_parity.o" "$build/obj/test_parity_model.o" "$build/obj/test_parity_nn.o" \
-            "$build/obj/test_cuda_gpu_only.o" "$build/obj/gpu_main.o" "$build/obj/parity_gpu.o" \
-            "$build/obj/parity_gpu_nn.o" "$build/obj/gpu_only.o" -o "$bin_parity" \
-            -L"$cuda_lib" -Wl,-rpath,"$cuda_lib" -lcudart -lcublas -lcusolver -pthread
-        echo "+ link test_cuda_nn_emulated"
-        "$cxx" "$build/obj/test_parity_nn.o" "$build/obj/gpu_main.o" "$build/obj/parity_emulated.o" \
-            -o "$bin_emulated" -L"$cuda_lib" -Wl,-rpath,"$cuda_lib" -lcudart -pthread
+        [ $rc -eq 0 ]
     }
-    export repo deps build jobs CUDA_ARCH have_benchmark bin_status bin_parity bin_bench bin_emulated bin_bench_llama
+    export repo deps build jobs CUDA_ARCH have_benchmark bin_status bin_parity bin_bench bin_emulated bin_bench_llama nvcc_bin
     run_step "build (direct)" 360 "$out/build.log" bash -c "$(declare -f direct_build); direct_build" || failed=1
     row "build (direct nvcc/g++)" "$step_status" "$step_seconds" build.log
 fi
