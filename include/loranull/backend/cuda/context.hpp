@@ -56,6 +56,27 @@ inline int cuda_device_count() noexcept {
 
 namespace cuda_detail {
 
+/// Thrust's temporary storage (its reductions' scratch) from the stream-ordered
+/// pool: cudaMallocAsync / cudaFreeAsync on the backend's stream. Thrust's
+/// default, plain cudaMalloc / cudaFree, synchronises the whole device at
+/// every reduction (every Covariance::add's finiteness check, every norm).
+/// Used as thrust::cuda::par(allocator).on(stream), one allocator per call.
+struct StreamOrderedAllocator {
+    using value_type = char;
+    cudaStream_t stream;
+
+    char* allocate(std::ptrdiff_t bytes) {
+        void* p = nullptr;
+        LORANULL_CUDA_CHECK(cudaMallocAsync(&p, static_cast<std::size_t>(bytes), stream),
+                            "CudaBackend (Thrust temporary storage)");
+        return static_cast<char*>(p);
+    }
+    void deallocate(char* p, std::size_t) {
+        // A failure here surfaces at the stream's next checked call.
+        (void)cudaFreeAsync(p, stream);
+    }
+};
+
 struct CublasDeleter {
     void operator()(cublasContext* h) const noexcept { (void)cublasDestroy(h); }
 };

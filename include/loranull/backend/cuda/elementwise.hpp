@@ -107,7 +107,8 @@ public:
         if (a.rows() == 0) return T(0);
         const cuda_detail::DeviceGuard guard(self().device(), where);
         const T sum = thrust_call(where, [&] {
-            return thrust::transform_reduce(thrust::cuda::par.on(self().stream()), thrust::counting_iterator<Index>(0),
+            cuda_detail::StreamOrderedAllocator scratch{self().stream()};
+            return thrust::transform_reduce(thrust::cuda::par(scratch).on(self().stream()), thrust::counting_iterator<Index>(0),
                                             thrust::counting_iterator<Index>(a.rows()),
                                             cuda_detail::DiagonalEntry<T>{a.data(), a.ld()}, T(0), thrust::plus<T>());
         });
@@ -123,7 +124,8 @@ public:
         using A = cuda_detail::accumulate_t<T>;
         const cuda_detail::DeviceGuard guard(self().device(), where);
         const A result = thrust_call(where, [&] {
-            return thrust::transform_reduce(thrust::cuda::par.on(self().stream()), a.data(), a.data() + a.size(),
+            cuda_detail::StreamOrderedAllocator scratch{self().stream()};
+            return thrust::transform_reduce(thrust::cuda::par(scratch).on(self().stream()), a.data(), a.data() + a.size(),
                                             cuda_detail::ToAccumulate<T>{}, std::numeric_limits<A>::lowest(),
                                             cuda_detail::Maximum<A>{});
         });
@@ -139,7 +141,8 @@ public:
         const char* where = "CudaBackend::frobenius_norm";
         const cuda_detail::DeviceGuard guard(self().device(), where);
         const A sum = thrust_call(where, [&] {
-            return thrust::transform_reduce(thrust::cuda::par.on(self().stream()), a.data(), a.data() + a.size(),
+            cuda_detail::StreamOrderedAllocator scratch{self().stream()};
+            return thrust::transform_reduce(thrust::cuda::par(scratch).on(self().stream()), a.data(), a.data() + a.size(),
                                             cuda_detail::SquareAs<T>{}, A(0), thrust::plus<A>());
         });
         check_launch(where);
@@ -156,7 +159,8 @@ public:
         if (a.size() == 0) return A(0);
         const cuda_detail::DeviceGuard guard(self().device(), where);
         const A sum = thrust_call(where, [&] {
-            return thrust::inner_product(thrust::cuda::par.on(self().stream()), a.data(), a.data() + a.size(), c.data(),
+            cuda_detail::StreamOrderedAllocator scratch{self().stream()};
+            return thrust::inner_product(thrust::cuda::par(scratch).on(self().stream()), a.data(), a.data() + a.size(), c.data(),
                                          A(0), thrust::plus<A>(), cuda_detail::ProductAs<T>{});
         });
         check_launch(where);
@@ -170,7 +174,8 @@ public:
         const char* where = "CudaBackend::all_finite";
         const cuda_detail::DeviceGuard guard(self().device(), where);
         const bool any = thrust_call(where, [&] {
-            return thrust::any_of(thrust::cuda::par.on(self().stream()), a.data(), a.data() + a.size(),
+            cuda_detail::StreamOrderedAllocator scratch{self().stream()};
+            return thrust::any_of(thrust::cuda::par(scratch).on(self().stream()), a.data(), a.data() + a.size(),
                                   cuda_detail::NotFinite<T>{});
         });
         check_launch(where);
