@@ -8,6 +8,7 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <string>
 
 #include <loranull/backend/cuda/cuda_backend.hpp>
@@ -92,4 +93,15 @@ TEST_CASE("CudaBackend on a device that does not exist throws loranull::error") 
     if (count == 0) CHECK(contains(missing, "no CUDA device"));
     else CHECK(contains(missing, "requested"));
     CHECK(contains(error_message([] { loranull::CudaBackend backend(-1); }), "CudaBackend::CudaBackend"));
+}
+
+TEST_CASE("double to BF16 / F16 rounds once, on the host side of the conversion functors too") {
+    // 1 + 2^-8 + 2^-30 is just above the BF16 midpoint of 1 and 1 + 2^-7: through
+    // float it would land on the tie and round to even (1).
+    const double above_bf16_tie = 1 + std::ldexp(1.0, -8) + std::ldexp(1.0, -30);
+    const double above_f16_tie = 1 + std::ldexp(1.0, -11) + std::ldexp(1.0, -40);
+    using loranull::cuda_detail::convert_scalar;
+    CHECK(double(__bfloat162float(convert_scalar<__nv_bfloat16>(above_bf16_tie))) == 1 + std::ldexp(1.0, -7));
+    CHECK(double(__half2float(convert_scalar<__half>(above_f16_tie))) == 1 + std::ldexp(1.0, -10));
+    CHECK(double(__bfloat162float(convert_scalar<__nv_bfloat16>(1 + std::ldexp(1.0, -8)))) == 1.0);  // a tie: even
 }

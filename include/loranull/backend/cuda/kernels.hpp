@@ -34,7 +34,8 @@ concept HalfScalar = std::is_same_v<T, __half> || std::is_same_v<T, __nv_bfloat1
 template <class T>
 using accumulate_t = std::conditional_t<HalfScalar<T>, float, T>;
 
-/// static_cast between any two DeviceScalars (16-bit ones round to nearest even).
+/// static_cast between any two DeviceScalars (16-bit ones round to nearest even,
+/// once: from double directly, not through float).
 template <class To, class From>
 __host__ __device__ inline To convert_scalar(From x) {
     if constexpr (std::is_same_v<To, From>) {
@@ -43,6 +44,10 @@ __host__ __device__ inline To convert_scalar(From x) {
         return convert_scalar<To>(__half2float(x));
     } else if constexpr (std::is_same_v<From, __nv_bfloat16>) {
         return convert_scalar<To>(__bfloat162float(x));
+    } else if constexpr (std::is_same_v<To, __half> && std::is_same_v<From, double>) {
+        return __double2half(x);  // directly: through float would round twice
+    } else if constexpr (std::is_same_v<To, __nv_bfloat16> && std::is_same_v<From, double>) {
+        return __double2bfloat16(x);
     } else if constexpr (std::is_same_v<To, __half>) {
         return __float2half_rn(static_cast<float>(x));
     } else if constexpr (std::is_same_v<To, __nv_bfloat16>) {
