@@ -13,6 +13,7 @@
 //   llama/     the LLaMA model, its training, the calibration of its blocks
 //   text/      Hugging Face tokenizers (tokenizer.json), documents from text/JSONL
 //   io/        safetensors, covariance files, PEFT adapters, HF checkpoints
+//   parallel/  communicators: one process, MPI, NCCL (the last two included on purpose)
 //   pipeline/  the block-streamed adapter builder
 //   (text/ and pipeline/ need PCRE2 and utf8proc: left out where their headers are not found)
 
@@ -30,6 +31,7 @@
 #include "loranull/lora.hpp"
 
 #include "loranull/io.hpp"
+#include "loranull/parallel.hpp"
 
 // The tokenizers and the builder (which tokenizes --calib-text) need PCRE2 and
 // utf8proc: included wherever their headers are (CMake links them when found).

@@ -22,6 +22,7 @@
 #include <cmath>
 #include <concepts>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -142,6 +143,20 @@ public:
                             : other.info_.data_id.empty() ? info_.data_id
                                                           : info_.data_id + "+" + other.info_.data_id;
         }
+    }
+
+    /// The same over processes: sums every rank's accumulator onto rank
+    /// `root` of `comm` (a parallel::Communicator; every rank calls this, in
+    /// the same order, with the same root and size). Afterwards root holds the
+    /// accumulator of all the ranks' data and every rank holds the total
+    /// counts; the other ranks' sums are unspecified.
+    template <class Comm>
+    void sum_to(Comm& comm, int root) {
+        comm.sum_to(*backend_, sum_, root);
+        std::int64_t counts[2] = {info_.tokens, info_.samples};
+        comm.sum(std::span<std::int64_t>(counts, 2));
+        info_.tokens = counts[0];
+        info_.samples = counts[1];
     }
 
     /// C itself: the full symmetric n x n matrix, normalised. Throws when nothing

@@ -45,6 +45,13 @@ public:
     const Covariance<Bk, Tc>& covariance(LinearInput input) const { return *covariance_[slot(input)]; }
     const Covariance<Bk, Tc>& covariance(ProjectionKind kind) const { return covariance(input_of(kind)); }
 
+    /// Sums the four covariances over the ranks of `comm` onto `root`
+    /// (Covariance::sum_to): each rank forwarded its own samples.
+    template <class Comm>
+    void sum_to(Comm& comm, int root) {
+        for (auto& c : covariance_) c->sum_to(comm, root);
+    }
+
     /// The null space of rank r of each input (computed once, shared by the
     /// projections that read it).
     std::array<NullSpace<Bk, Tc>, 4> null_spaces(Index rank, NullSpaceOptions options = {}) const {

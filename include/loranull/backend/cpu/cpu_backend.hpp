@@ -31,6 +31,8 @@ public:
 
     /// "cpu", for messages, files and benchmark labels.
     static constexpr const char* name() { return "cpu"; }
+    /// Whether matrices live in host memory: data() is a host pointer (parallel/: what may go to MPI as is).
+    static constexpr bool host_memory = true;
 
     // --- storage -------------------------------------------------------------
 

@@ -63,6 +63,8 @@ public:
 
     /// "cuda", for messages, files and benchmark labels.
     static constexpr const char* name() { return "cuda"; }
+    /// Not host memory: data() is a device pointer (parallel/ stages it through the host for MPI).
+    static constexpr bool host_memory = false;
 
     /// A backend on CUDA device `device` (0-based). Throws loranull::error when
     /// that device does not exist (no GPU, driver too old, ordinal too large).
