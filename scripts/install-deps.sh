@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what loranull needs on Debian 12 (as root), skipping what is there.
 # jargon-text (the Jargon File, public domain), zlib and gnuplot are for the
-# knowledge-retention experiment (docs/results.md). CUDA is optional and not installed here: when nvcc is on PATH the CUDA
+# knowledge-retention experiment (docs/results.md); Open MPI for mpirun -np K
+# loranull-build (docs/loranull-build.md) and its tests. CUDA is optional and not installed here: when nvcc is on PATH the CUDA
 # targets are built too.
 set -euo pipefail
 packages=(cmake ninja-build g++ ccache libeigen3-dev libopenblas-dev liblapacke-dev nlohmann-json3-dev
           doctest-dev libbenchmark-dev libcli11-dev python3-numpy zlib1g-dev jargon-text gnuplot-nox
-          libpcre2-dev libutf8proc-dev)
+          libpcre2-dev libutf8proc-dev libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

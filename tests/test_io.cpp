@@ -2,6 +2,8 @@
 // header can tell) and covariance files (bit-exact round trips, bad files).
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -16,10 +18,19 @@ namespace fs = std::filesystem;
 namespace {
 CpuBackend cpu;
 
+/// A file in a folder of this process: ctest runs the test cases in parallel,
+/// each in its own process, and two of them write cov-f64.safetensors.
 fs::path temp_path(const std::string& name) {
-    const fs::path dir = fs::temp_directory_path() / "loranull_test_io";
-    fs::create_directories(dir);
-    return dir / name;
+    struct Folder {
+        fs::path path = fs::temp_directory_path() / ("loranull_test_io_" + std::to_string(::getpid()));
+        Folder() { fs::create_directories(path); }
+        ~Folder() {
+            std::error_code ec;
+            fs::remove_all(path, ec);
+        }
+    };
+    static const Folder folder;
+    return folder.path / name;
 }
 
 /// A file made of an 8-byte header length, the given header text and data bytes.

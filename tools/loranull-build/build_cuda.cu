@@ -2,19 +2,50 @@
 // (the forward through backend/cuda/nn_kernels.hpp, covariances by cuBLAS
 // syrk, null spaces by cuSOLVER syevdx, the methods on the device; only the
 // outputs come back). A translation unit of its own because only .cu files
-// include the CUDA backend; it never includes Eigen. Compiled whenever nvcc is
-// found; it has not run on a GPU yet (docs/loranull-build.md).
+// include the CUDA backend; it never includes Eigen. Under mpirun, one GPU per
+// rank and NCCL between them (LORANULL_HAS_NCCL), or MPI through the host.
+// Compiled whenever nvcc is found; it has not run on a GPU yet
+// (docs/loranull-build.md).
 #include <loranull/backend/cuda/cuda_backend.hpp>
 #include <loranull/pipeline/adapter_builder.hpp>
+#ifdef LORANULL_HAS_MPI
+#include <loranull/parallel/mpi_communicator.hpp>
+#endif
+#ifdef LORANULL_HAS_NCCL
+#include <loranull/parallel/nccl_communicator.hpp>
+#endif
 
 #include "build_device.hpp"
 
 namespace loranull::tools::build {
 
-pipeline::BuildResult run_on_cuda(const pipeline::BuildOptions& options, const pipeline::BuildProgress& progress) {
-    if (cuda_device_count() == 0)
-        pipeline::refuse_input("--device cuda: no CUDA device found (no GPU, or the driver is missing or too old); "
-                               "use --device cpu");
+pipeline::BuildResult run_on_cuda(const pipeline::BuildOptions& options, const pipeline::BuildProgress& progress,
+                                  [[maybe_unused]] const parallel::MpiCommunicator* world) {
+    auto check_device = [] {
+        if (cuda_device_count() == 0)
+            pipeline::refuse_input("--device cuda: no CUDA device found (no GPU, or the driver is missing or too "
+                                   "old); use --device cpu");
+    };
+#ifdef LORANULL_HAS_MPI
+    if (world) {
+        parallel::MpiCommunicator mpi = *world;
+        pipeline::BuildRanks<parallel::MpiCommunicator> ranks(mpi);
+        ranks.locally(check_device);  // a machine without a GPU stops every rank with the same line
+        ranks.agree();
+        // One GPU per rank of each machine; NCCL needs that, MPI through the
+        // host works with more ranks than GPUs too (slowly: for tests).
+        [[maybe_unused]] const auto [node_rank, node_size] = world->node_rank_and_size();
+        CudaBackend gpu(node_rank % cuda_device_count());
+#ifdef LORANULL_HAS_NCCL
+        if (node_size <= cuda_device_count()) {
+            parallel::NcclCommunicator nccl(*world);
+            return pipeline::AdapterBuilder<CudaBackend, parallel::NcclCommunicator>(gpu, nccl, options, progress).run();
+        }
+#endif
+        return pipeline::AdapterBuilder<CudaBackend, parallel::MpiCommunicator>(gpu, mpi, options, progress).run();
+    }
+#endif
+    check_device();
     CudaBackend gpu;
     return pipeline::AdapterBuilder<CudaBackend>(gpu, options, progress).run();
 }

@@ -22,7 +22,8 @@ usage:
                  [--alpha A] [--seed S] [--samples N] [--seq-len T] [--batch B]
                  [--layers LIST] [--normalisation plain|reference] [--dtype f32|bf16|f16]
                  [--export residual|plain] [--device cpu|cuda] [--allow-rank-deficient]
-                 [--save-covariances] [--keep-blocks]
+                 [--hidden-on-host] [--save-covariances] [--keep-blocks]
+  mpirun -np K loranull-build <the same options>
   loranull-build --help
 
 options (each takes one value, as "--name value" or "--name=value", except the flags):
@@ -66,8 +67,12 @@ options (each takes one value, as "--name value" or "--name=value", except the f
                      base (SPEC.md section 6; its product is zero at initialisation)
   --device D         cpu (default) or cuda: the whole build on GPU 0 (weights, hidden
                      states, covariances and decompositions on the device; only the
-                     outputs come back). Needs a binary built with nvcc; not yet run
-                     on a GPU.
+                     outputs come back); under mpirun, one GPU per rank and the
+                     covariances summed by NCCL. Needs a binary built with nvcc; not
+                     yet run on a GPU.
+  --hidden-on-host   keep the hidden states (dim x tokens floats) in host memory and
+                     move one batch at a time to the device: for calibrations whose
+                     hidden states do not fit the GPU (the same numbers, slower)
   --allow-rank-deficient   continue when the calibration has fewer tokens than a
                      projection has inputs (covariance rank-deficient; warned)
   --save-covariances write each block's four covariances to OUT/covariances/
@@ -79,6 +84,11 @@ then finished blocks are skipped (resume). Progress (with an ETA) goes to stderr
 the per-layer report (energy fraction of the adapter's input space and the SPEC.md
 section 4 bound) to stdout and OUT/report.json. Errors: one line on stderr, exit 2
 (command line) or 1 (files, data), nothing half-written.
+
+Under mpirun (a binary built with MPI) each of the K ranks forwards its share of the
+samples, the covariances are summed onto the rank that decomposes each block, and
+rank 0 writes every file: the outputs are those of one process. A failure on any
+rank ends every rank with the same error line.
 )";
 
 /// Parses argv into the builder's options; prints --help and exits 0 when
@@ -91,7 +101,8 @@ inline pipeline::BuildOptions parse_options(int argc, char** argv) {
                              "--seq-len", "--batch", "--layers", "--normalisation", "--dtype", "--export", "--device",
                              "--stop-after-blocks"})
         cl.value(name);
-    for (const char* name : {"--allow-rank-deficient", "--save-covariances", "--keep-blocks"}) cl.flag(name);
+    for (const char* name : {"--allow-rank-deficient", "--save-covariances", "--keep-blocks", "--hidden-on-host"})
+        cl.flag(name);
     cl.parse(argc, argv);
     const std::string device = cl.get("--device", "cpu");
     if (device != "cpu" && device != "cuda") throw UsageError("--device must be cpu or cuda, got '" + device + "'");
@@ -134,6 +145,7 @@ inline pipeline::BuildOptions parse_options(int argc, char** argv) {
     o.allow_rank_deficient = cl.has("--allow-rank-deficient");
     o.save_covariances = cl.has("--save-covariances");
     o.keep_blocks = cl.has("--keep-blocks");
+    o.hidden_on_host = cl.has("--hidden-on-host");
     o.stop_after_blocks = cl.integer<Index>("--stop-after-blocks", -1);
     return o;
 }

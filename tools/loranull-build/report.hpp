@@ -45,11 +45,21 @@ inline void print_report(const nlohmann::json& report, bool has_data) {
         std::printf("\n");
     }
     const auto& t = report["seconds"];
-    std::printf("time %.2f s: load %.2f, embedding %.2f, forward %.2f, covariance %.2f, decomposition %.2f, "
-                "block writes %.2f, assembly %.2f\n",
+    std::printf("time %.2f s: load %.2f, embedding %.2f, forward %.2f, covariance %.2f, reduction %.2f, "
+                "decomposition %.2f, block writes %.2f, assembly %.2f%s\n",
                 double(t["total"]), double(t["load"]), double(t["embedding"]), double(t["forward"]),
-                double(t["covariance"]), double(t["decomposition"]), double(t["block_writes"]), double(t["assembly"]));
+                double(t["covariance"]), double(t["reduction"]), double(t["decomposition"]), double(t["block_writes"]),
+                double(t["assembly"]), int(report["ranks"]) > 1 ? " (rank 0's)" : "");
+    if (int(report["ranks"]) > 1) {
+        const auto& a = report["seconds_all_ranks"];
+        std::printf("%d ranks, summed: forward %.2f, covariance %.2f, reduction %.2f, decomposition %.2f\n",
+                    int(report["ranks"]), double(a["forward"]), double(a["covariance"]), double(a["reduction"]),
+                    double(a["decomposition"]));
+    }
     std::printf("peak memory (VmHWM): %.1f MiB\n", double(report["peak_memory_bytes"]) / (1024.0 * 1024.0));
+    if (report.contains("peak_device_memory_bytes"))
+        std::printf("peak device memory (stream-ordered pool): %.1f MiB\n",
+                    double(report["peak_device_memory_bytes"]) / (1024.0 * 1024.0));
 }
 
 }  // namespace loranull::tools::build

@@ -41,9 +41,9 @@ inline std::int64_t parse_count(const std::map<std::string, std::string>& meta, 
 
 }  // namespace detail
 
-/// Writes the accumulator to `path` (safetensors; see the file comment).
+/// The accumulator as a file (safetensors; see the file comment), in memory.
 template <class Bk, Real T>
-void save_covariance(const Covariance<Bk, T>& covariance, const std::filesystem::path& path) {
+io::SafetensorsWriter covariance_file(const Covariance<Bk, T>& covariance) {
     Bk& b = covariance.backend();
     auto sum = covariance.raw_sum_lower();
     b.symmetrize_lower(sum);
@@ -60,7 +60,13 @@ void save_covariance(const Covariance<Bk, T>& covariance, const std::filesystem:
     writer.set_metadata("reference_divisor", std::string(divisor, end));
     writer.set_metadata("accumulation", std::string(scalar_name<T>()));
     writer.set_metadata("data_id", info.data_id);
-    writer.write(path);
+    return writer;
+}
+
+/// Writes `covariance` to `path` (atomically) in the format above.
+template <class Bk, Real T>
+void save_covariance(const Covariance<Bk, T>& covariance, const std::filesystem::path& path) {
+    covariance_file(covariance).write(path);
 }
 
 /// Reads an accumulator saved by save_covariance onto backend b. The stored

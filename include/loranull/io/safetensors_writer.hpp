@@ -54,11 +54,12 @@ struct StreamedTensor {
     }
 };
 
-/// Writes `tensors` in their order, with `metadata` as __metadata__, to `path`
-/// (atomically). A callback that writes more or fewer bytes than its tensor's
-/// size is an error, named, and nothing is published.
-inline void write_safetensors(const std::filesystem::path& path, const std::map<std::string, std::string>& metadata,
-                              const std::vector<StreamedTensor>& tensors) {
+/// The file of `tensors` (in their order) with `metadata` as __metadata__,
+/// streamed into `out`. A callback that writes more or fewer bytes than its
+/// tensor's size is an error, named (`file` names the destination).
+inline void encode_safetensors(std::ostream& out, const std::string& file,
+                               const std::map<std::string, std::string>& metadata,
+                               const std::vector<StreamedTensor>& tensors) {
     const char* where = "io::write_safetensors";
     nlohmann::json header = nlohmann::json::object();
     if (!metadata.empty()) header["__metadata__"] = metadata;
@@ -71,19 +72,24 @@ inline void write_safetensors(const std::filesystem::path& path, const std::map<
     }
     std::string text = header.dump();
     text.append((8 - text.size() % 8) % 8, ' ');  // align the data section to 8 bytes
-    write_file_atomically(path, [&](std::ostream& out) {
-        unsigned char length[8];
-        for (int i = 0; i < 8; ++i) length[i] = static_cast<unsigned char>(std::uint64_t(text.size()) >> (8 * i));
-        out.write(reinterpret_cast<const char*>(length), 8);
-        out.write(text.data(), static_cast<std::streamsize>(text.size()));
-        for (const StreamedTensor& t : tensors) {
-            const auto before = out.tellp();
-            t.write(out);
-            require(bool(out) && static_cast<std::uint64_t>(out.tellp() - before) == t.bytes(), where, "tensor '",
-                    t.name, "' of ", path.string(), ": its writer produced ", std::int64_t(out.tellp() - before),
-                    " bytes, the header promises ", t.bytes());
-        }
-    });
+    unsigned char length[8];
+    for (int i = 0; i < 8; ++i) length[i] = static_cast<unsigned char>(std::uint64_t(text.size()) >> (8 * i));
+    out.write(reinterpret_cast<const char*>(length), 8);
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    for (const StreamedTensor& t : tensors) {
+        const auto before = out.tellp();
+        t.write(out);
+        require(bool(out) && static_cast<std::uint64_t>(out.tellp() - before) == t.bytes(), where, "tensor '", t.name,
+                "' of ", file, ": its writer produced ", std::int64_t(out.tellp() - before), " bytes, the header promises ",
+                t.bytes());
+    }
+}
+
+/// Writes `tensors` in their order, with `metadata` as __metadata__, to `path`
+/// (atomically): nothing is published when a tensor's writer fails.
+inline void write_safetensors(const std::filesystem::path& path, const std::map<std::string, std::string>& metadata,
+                              const std::vector<StreamedTensor>& tensors) {
+    write_file_atomically(path, [&](std::ostream& out) { encode_safetensors(out, path.string(), metadata, tensors); });
 }
 
 /// m (rows x cols, column-major) written row by row as `dtype` (F64, F32, F16,
@@ -151,16 +157,26 @@ public:
 
     void set_metadata(const std::string& key, const std::string& value) { metadata_[key] = value; }
 
-    void write(const std::filesystem::path& path) const {
+    void write(const std::filesystem::path& path) const { write_safetensors(path, metadata_, streamed()); }
+
+    /// The file's bytes, as write() would publish them (to send elsewhere).
+    std::string bytes() const {
+        std::ostringstream out;
+        encode_safetensors(out, "(in memory)", metadata_, streamed());
+        return std::move(out).str();
+    }
+
+private:
+    struct Entry;
+    std::vector<StreamedTensor> streamed() const {
         std::vector<StreamedTensor> tensors;
         for (const Entry& e : entries_)
             tensors.push_back({e.name, e.dtype, e.shape, [&e](std::ostream& out) {
                                    out.write(e.bytes.data(), static_cast<std::streamsize>(e.bytes.size()));
                                }});
-        write_safetensors(path, metadata_, tensors);
+        return tensors;
     }
 
-private:
     struct Entry {
         std::string name;
         Dtype dtype;

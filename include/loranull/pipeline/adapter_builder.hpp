@@ -18,23 +18,32 @@
 //   4. assemble   OUT/model + OUT/adapter from the block files, one tensor at
 //                 a time (build_assembly.hpp), then OUT/report.json.
 //
-// Generic over the backend: every product goes through the seam, no Eigen.
+// Generic over the backend (every product goes through the seam, no Eigen)
+// and over the communicator (parallel/communicator.hpp): under mpirun each
+// rank forwards its own share of the samples (a block's output for a sample
+// depends on that sample only), each block's four covariances are summed onto
+// the rank that decomposes it (blocks go round the ranks), and rank 0 writes
+// every file, so the outputs have the single-process layout (build_ranks.hpp
+// keeps the ranks in step and their errors shared).
 
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <concepts>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "loranull/core/host_matrix.hpp"
 #include "loranull/io/covariance_file.hpp"
 #include "loranull/io/hf_checkpoint.hpp"
 #include "loranull/io/safetensors.hpp"
@@ -42,9 +51,11 @@
 #include "loranull/llama/model.hpp"
 #include "loranull/lora/knowledge_report.hpp"
 #include "loranull/lora/methods.hpp"
+#include "loranull/parallel/communicator.hpp"
 #include "loranull/pipeline/build_assembly.hpp"
 #include "loranull/pipeline/build_folder.hpp"
 #include "loranull/pipeline/build_options.hpp"
+#include "loranull/pipeline/build_ranks.hpp"
 #include "loranull/pipeline/build_settings.hpp"
 #include "loranull/pipeline/calibration_text.hpp"
 #include "loranull/pipeline/calibration_tokens.hpp"
@@ -67,57 +78,88 @@ struct BuildResult {
     std::vector<std::string> warnings;
 };
 
-template <class Bk>
+template <class Bk, class Comm = parallel::SingleProcess>
 class AdapterBuilder {
 public:
     using Model = LlamaModel<Bk, float>;
     using MatrixF = matrix_t<Bk, float>;
     using MatrixD = matrix_t<Bk, double>;
 
+    /// One process.
     AdapterBuilder(Bk& backend, BuildOptions options, BuildProgress progress = {})
-        : b_(backend), o_(std::move(options)), method_(parse_method_option(o_.method)), folder_(o_.out),
-          progress_(std::move(progress)) {}
+        requires std::same_as<Comm, parallel::SingleProcess>
+        : AdapterBuilder(backend, single_process(), std::move(options), std::move(progress)) {}
+
+    /// One rank of comm.size(); every rank runs run() with the same options.
+    /// Only rank 0 reports progress.
+    AdapterBuilder(Bk& backend, Comm& comm, BuildOptions options, BuildProgress progress = {})
+        : b_(backend), ranks_(comm), o_(std::move(options)), method_(parse_method_option(o_.method)), folder_(o_.out),
+          progress_(ranks_.is_root() ? std::move(progress) : BuildProgress{}) {}
 
     BuildResult run() {
         const auto start = Clock::now();
-        check_request();
-        // 1. Every input checked before anything is written.
-        io::HfCheckpointReader checkpoint(o_.model, "--model " + o_.model);
-        checkpoint.check_all();
-        config_ = checkpoint.config();
-        layers_ = parse_layer_list(o_.layers, config_.n_layers);
-        check_rank();
-        if (o_.has_calibration()) {
-            calibration_ = read_calibration(o_, config_);
-            batch_ = default_batch(o_.batch, calibration_);
-        }
-        check_rank_deficiency();
+        // 1. Every input checked before anything is written (by every rank:
+        //    each reads the same checkpoint headers and calibration).
+        std::optional<io::HfCheckpointReader> checkpoint;
+        nlohmann::json settings;
+        ranks_.locally([&] {
+            check_request();
+            checkpoint.emplace(o_.model, "--model " + o_.model);
+            checkpoint->check_all();
+            config_ = checkpoint->config();
+            layers_ = parse_layer_list(o_.layers, config_.n_layers);
+            check_rank();
+            if (o_.has_calibration()) {
+                calibration_ = read_calibration(o_, config_);
+                batch_ = default_batch(o_.batch, calibration_);
+            }
+            check_rank_deficiency();
+            settings = settings_json(o_, layers_, *checkpoint, calibration_, batch_);
+        });
+        ranks_.agree();
+        ranks_.agree_on("this rank's settings (build.json)", settings.dump());
 
-        // 2. The output folder: new, or a resumable run of the same settings.
+        // 2. The output folder (rank 0's): new, or a resumable run of the same
+        //    settings; rank 0 says which blocks are left, every rank follows.
         BuildResult result;
-        if (folder_.prepare(settings_json(o_, layers_, checkpoint, calibration_, batch_))) {
-            result.already_finished = true;
-            return result;
-        }
-        // 3. The blocks still to compute.
         std::vector<Index> pending;
-        for (Index l : layers_)
-            if (!folder_.block_done(l)) pending.push_back(l);
+        folder_.expect(settings);
+        ranks_.locally([&] {
+            if (!ranks_.is_root()) return;
+            result.already_finished = folder_.prepare(settings);
+            if (!result.already_finished)
+                for (Index l : layers_)
+                    if (!folder_.block_done(l)) pending.push_back(l);
+        });
+        ranks_.agree();
+        share_plan(result.already_finished, pending);
+        if (result.already_finished) return result;
+
+        // 3. The blocks still to compute.
         const Index total = static_cast<Index>(layers_.size()), done = total - static_cast<Index>(pending.size());
         if (progress_.start) progress_.start(total, done);
         if (!pending.empty() && done > 0 && progress_.note)
             progress_.note("resuming: " + std::to_string(done) + " of " + std::to_string(total) +
                            " blocks already written");
-        result.stopped = stream_blocks(checkpoint, pending);
+        result.stopped = stream_blocks(*checkpoint, pending);
         if (!result.stopped) {
-            // 4. Assemble the outputs from the block files.
-            const auto assembly_start = Clock::now();
-            BuildAssembly assembly(o_, layers_, folder_);
-            if (!o_.export_plain) assembly.write_residual_model(checkpoint);
-            assembly.write_adapter(b_, calibration_.source, config_.n_layers);
-            timings_.assembly = seconds_since(assembly_start);
-            result.report = write_report(o_, layers_, folder_, calibration_, timings_, seconds_since(start), warnings_);
-            if (!o_.keep_blocks) folder_.remove_blocks();
+            // 4. Assemble the outputs from the block files (rank 0).
+            const BuildTimings summed = timings_summed_over_ranks();
+            ranks_.locally([&] {
+                if (!ranks_.is_root()) return;
+                const auto assembly_start = Clock::now();
+                BuildAssembly assembly(o_, layers_, folder_);
+                if (!o_.export_plain) assembly.write_residual_model(*checkpoint);
+                assembly.write_adapter(b_, calibration_.source, config_.n_layers);
+                timings_.assembly = seconds_since(assembly_start);
+                nlohmann::json extra = nlohmann::json::object();
+                if constexpr (requires(Bk& b) { b.peak_device_memory_bytes(); })
+                    extra["peak_device_memory_bytes"] = b_.peak_device_memory_bytes();  // rank 0's device
+                result.report = write_report(o_, layers_, folder_, calibration_, timings_, seconds_since(start),
+                                             warnings_, ranks_.size(), ranks_.many() ? &summed : nullptr, extra);
+                if (!o_.keep_blocks) folder_.remove_blocks();
+            });
+            ranks_.agree();
         }
         result.warnings = warnings_;
         return result;
@@ -133,6 +175,34 @@ private:
     double settled_seconds_since(Clock::time_point t) const {
         if constexpr (requires(Bk& b) { b.synchronize(); }) b_.synchronize();
         return seconds_since(t);
+    }
+
+    static Comm& single_process() {
+        static parallel::SingleProcess single;
+        return single;
+    }
+
+    /// Rank 0's plan (finished already? the blocks left), on every rank.
+    void share_plan(bool& finished, std::vector<Index>& pending) {
+        if (!ranks_.many()) return;
+        std::vector<std::string> parts{finished ? "1" : "0"};
+        for (Index l : pending) parts.push_back(std::to_string(l));
+        const std::vector<std::string> plan = parallel::unpack(ranks_.from_root(parallel::pack(parts)));
+        finished = plan.at(0) == "1";
+        pending.clear();
+        for (std::size_t k = 1; k < plan.size(); ++k) pending.push_back(std::stoll(plan[k]));
+    }
+
+    /// Every rank's timings summed (microseconds, so that integers add).
+    BuildTimings timings_summed_over_ranks() {
+        BuildTimings sum = timings_;
+        if (!ranks_.many()) return sum;
+        std::array<std::int64_t, 8> us{};
+        auto parts = sum.parts();
+        for (std::size_t k = 0; k < parts.size(); ++k) us[k] = std::llround(*parts[k] * 1e6);
+        ranks_.comm().sum(std::span<std::int64_t>(us));
+        for (std::size_t k = 0; k < parts.size(); ++k) *parts[k] = double(us[k]) * 1e-6;
+        return sum;
     }
 
     static const MethodInfo& parse_method_option(const std::string& name) {
@@ -203,74 +273,161 @@ private:
     /// Forwards the calibration through blocks 0 .. last pending (hidden states
     /// need every block before it), decomposing and writing the pending ones.
     /// Returns true when stopped early (stop_after_blocks).
+    ///
+    /// Under mpirun: this rank forwards its share of the samples; after each
+    /// forward the ranks agree (a failure anywhere stops them all); the block's
+    /// covariances are summed onto its owner, which decomposes it while the
+    /// others go on with the next block; the owner hands the block's files to
+    /// rank 0 after the next agreement (deliver), and rank 0 writes them.
     bool stream_blocks(io::HfCheckpointReader& checkpoint, const std::vector<Index>& pending) {
         if (pending.empty()) return false;
         const std::set<Index> pending_set(pending.begin(), pending.end());
         const bool calibrate = !calibration_.tokens.empty();
         const Index last = pending.back(), seq_len = calibration_.seq_len;
-        MatrixF hidden;  // dim x tokens
-        if (calibrate) {
+        const auto [first_sample, samples] = ranks_.share(calibration_.samples);
+        const Index tokens = samples * seq_len;
+        MatrixF hidden;             // dim x tokens of this rank's samples
+        HostMatrix<float> hidden_host;  // the same, with --hidden-on-host
+        ranks_.locally([&] {
+            if (!calibrate || tokens == 0) return;  // more ranks than samples: this one only sums zeros
             status("embedding");
             auto t = Clock::now();
             const MatrixF table = b_.transpose(
                 b_.upload(checkpoint.read<float>("model.embed_tokens.weight", config_.vocab_size, config_.dim)));
             timings_.load += settled_seconds_since(t);
             t = Clock::now();
-            hidden = b_.embedding_forward(table, calibration_.tokens);
+            const auto from = calibration_.tokens.begin() + first_sample * seq_len;
+            hidden = b_.embedding_forward(table, std::vector<std::int32_t>(from, from + tokens));
+            if (o_.hidden_on_host) hidden_host = b_.download(std::exchange(hidden, MatrixF{}));
             timings_.embed += settled_seconds_since(t);
-        }
-        Index written = 0;
-        for (Index l = 0; l <= last; ++l) {
+        });
+        Index written = 0;  // pending blocks computed (the same count on every rank)
+        Delivery delivery;  // the last block's files, on their way from their owner to rank 0
+        bool stopped = false;
+        for (Index l = 0; l <= last && !stopped; ++l) {
             const bool is_pending = pending_set.count(l) != 0;
             if (!is_pending && !calibrate) continue;
-            status((is_pending ? "block " : "forward through finished block ") + std::to_string(l));
-            auto t = Clock::now();
-            const typename Model::Block block = checkpoint.load_block<float>(b_, l);
-            timings_.load += settled_seconds_since(t);
-
             std::optional<BlockCalibration<Bk, double>> cal;
-            if (calibrate && is_pending)
-                cal.emplace(b_, config_, o_.normalisation, o_.calibration_file() + "#" + calibration_.hash);
-            if (calibrate) {
-                double hook_seconds = 0;
-                typename Model::Hook hook;
-                if (cal)
-                    hook = [&](Index, LinearInput which, const MatrixF& x) {
-                        const auto h = Clock::now();
-                        cal->add(which, x, seq_len);
-                        hook_seconds += settled_seconds_since(h);
-                    };
-                const bool need_output = l < last;  // the last pending block's output is never used
-                t = Clock::now();
-                for (Index s = 0; s < calibration_.samples; s += batch_) {
-                    const Index count = std::min(batch_, calibration_.samples - s);
-                    MatrixF x = b_.block(hidden, 0, s * seq_len, config_.dim, count * seq_len);
-                    MatrixF y = Model::block_forward(b_, config_, block, l, std::move(x), seq_len, hook);
-                    if (need_output) b_.set_block(hidden, 0, s * seq_len, y);
-                }
-                timings_.forward += settled_seconds_since(t) - hook_seconds;
-                timings_.covariance += hook_seconds;
-            }
+            ranks_.locally([&] {
+                status((is_pending ? "block " : "forward through finished block ") + std::to_string(l));
+                auto t = Clock::now();
+                const typename Model::Block block = checkpoint.load_block<float>(b_, l);
+                timings_.load += settled_seconds_since(t);
+                if (calibrate && is_pending)
+                    cal.emplace(b_, config_, o_.normalisation, o_.calibration_file() + "#" + calibration_.hash);
+                if (calibrate && samples > 0) forward_samples(block, l, l < last, samples, hidden, hidden_host, cal);
+            });
+            ranks_.agree();  // every rank's forward, and the owner's decomposition of the block before
+            deliver(delivery);
             if (!is_pending) continue;
-            if (o_.save_covariances && cal) save_covariances(l, *cal);
-            decompose_and_write(checkpoint, l, cal ? &*cal : nullptr);
+            const int owner = ranks_.owner(written);
+            if (cal) {
+                const auto t = Clock::now();
+                cal->sum_to(ranks_.comm(), owner);
+                timings_.reduction += settled_seconds_since(t);
+            }
+            ranks_.locally([&] {
+                if (ranks_.rank() != owner) return;
+                BlockOutput output = decompose(checkpoint, l, cal ? &*cal : nullptr);
+                if (ranks_.is_root())
+                    publish(l, output);
+                else
+                    delivery.output = std::move(output);
+            });
+            delivery.owner = owner;
+            delivery.layer = l;
             ++written;
-            if (progress_.block_written) progress_.block_written("block " + std::to_string(l) + " written");
-            if (o_.stop_after_blocks >= 0 && written >= o_.stop_after_blocks && l != last) return true;
+            stopped = o_.stop_after_blocks >= 0 && written >= o_.stop_after_blocks && l != last;
         }
-        return false;
+        ranks_.agree();
+        deliver(delivery);
+        ranks_.agree();  // rank 0's last write
+        return stopped;
     }
 
-    void save_covariances(Index layer, const BlockCalibration<Bk, double>& cal) const {
-        const std::filesystem::path dir = folder_.path() / "covariances";
-        std::filesystem::create_directories(dir);
+    /// One block forwarded over this rank's samples in batches, its four
+    /// input covariances accumulated by the hook; `hidden` becomes the
+    /// block's output when it is needed (keep_output).
+    void forward_samples(const typename Model::Block& block, Index l, bool keep_output, Index samples,
+                         MatrixF& hidden, HostMatrix<float>& hidden_host,
+                         std::optional<BlockCalibration<Bk, double>>& cal) {
+        const Index seq_len = calibration_.seq_len;
+        double hook_seconds = 0;
+        typename Model::Hook hook;
+        if (cal)
+            hook = [&](Index, LinearInput which, const MatrixF& x) {
+                const auto h = Clock::now();
+                cal->add(which, x, seq_len);
+                hook_seconds += settled_seconds_since(h);
+            };
+        const auto t = Clock::now();
+        for (Index s = 0; s < samples; s += batch_) {
+            const Index count = std::min(batch_, samples - s);
+            MatrixF x = o_.hidden_on_host ? b_.upload(columns(hidden_host, s * seq_len, count * seq_len))
+                                          : b_.block(hidden, 0, s * seq_len, config_.dim, count * seq_len);
+            MatrixF y = Model::block_forward(b_, config_, block, l, std::move(x), seq_len, hook);
+            if (!keep_output) continue;  // the last pending block's output is never used
+            if (o_.hidden_on_host)
+                set_columns(hidden_host, s * seq_len, b_.download(y));
+            else
+                b_.set_block(hidden, 0, s * seq_len, y);
+        }
+        timings_.forward += settled_seconds_since(t) - hook_seconds;
+        timings_.covariance += hook_seconds;
+    }
+
+    /// Columns [first, first + count) of a host matrix (contiguous: column-major).
+    static HostMatrix<float> columns(const HostMatrix<float>& m, Index first, Index count) {
+        HostMatrix<float> out(m.rows(), count);
+        std::copy_n(m.data() + first * m.rows(), count * m.rows(), out.data());
+        return out;
+    }
+    static void set_columns(HostMatrix<float>& m, Index first, const HostMatrix<float>& values) {
+        std::copy_n(values.data(), values.size(), m.data() + first * m.rows());
+    }
+
+    /// A block computed by a rank other than 0, to hand over.
+    struct Delivery {
+        int owner = 0;  // 0: nothing to hand over
+        Index layer = -1;
+        BlockOutput output;  // on the owner
+    };
+
+    /// The owner sends the block's files, rank 0 writes them (the others go
+    /// on). Only after an agree(): both are known to be well.
+    void deliver(Delivery& d) {
+        if (d.owner == 0) return;
+        const auto t = Clock::now();
+        if (ranks_.rank() == d.owner) ranks_.comm().send(d.output.pack(), 0);
+        if (ranks_.is_root()) {
+            const BlockOutput output = BlockOutput::unpack(ranks_.comm().receive(d.owner));
+            ranks_.locally([&] { publish(d.layer, output); });
+        }
+        timings_.reduction += seconds_since(t);
+        d = Delivery{};
+    }
+
+    /// Rank 0 writes a block's files and counts it written.
+    void publish(Index layer, const BlockOutput& output) {
+        const auto t = Clock::now();
+        folder_.publish(output);
+        warnings_.insert(warnings_.end(), output.warnings.begin(), output.warnings.end());
+        timings_.write += seconds_since(t);
+        if (progress_.block_written) progress_.block_written("block " + std::to_string(layer) + " written");
+    }
+
+    std::vector<std::pair<std::string, std::string>> covariance_files(Index layer,
+                                                                      const BlockCalibration<Bk, double>& cal) const {
+        std::vector<std::pair<std::string, std::string>> files;
         for (LinearInput i : all_inputs)
-            io::save_covariance(cal.covariance(i),
-                            dir / ("layer-" + std::to_string(layer) + "." + input_name(i) + ".safetensors"));
+            files.emplace_back("covariances/layer-" + std::to_string(layer) + "." + input_name(i) + ".safetensors",
+                               io::covariance_file(cal.covariance(i)).bytes());
+        return files;
     }
 
     /// The null space of each input (LoRA-Null), with its rank report.
-    std::optional<std::array<NullSpace<Bk, double>, 4>> null_spaces(Index layer, const BlockCalibration<Bk, double>* cal) {
+    std::optional<std::array<NullSpace<Bk, double>, 4>> null_spaces(Index layer, const BlockCalibration<Bk, double>* cal,
+                                                                   std::vector<std::string>& warnings) const {
         if (!cal || method_.method != Method::lora_null) return std::nullopt;
         auto spaces = cal->null_spaces(o_.rank);  // rank deficiency reported, not thrown
         for (LinearInput input : all_inputs) {
@@ -279,18 +436,21 @@ private:
             const std::string message = "layer " + std::to_string(layer) + " " + input_name(input) + ": " +
                                         ns.rank_report.message();
             if (!o_.allow_rank_deficient) refuse_input(message, " (pass --allow-rank-deficient to continue)");
-            warnings_.push_back("warning: " + message);
+            warnings.push_back("warning: " + message);
         }
         return spaces;
     }
 
-    /// Initialises block `layer`'s seven projections, measures them and writes
-    /// its block file: residual weights, adapter factors, the report.
-    void decompose_and_write(io::HfCheckpointReader& checkpoint, Index layer, const BlockCalibration<Bk, double>* cal) {
+    /// Initialises block `layer`'s seven projections and measures them: its
+    /// block file (residual weights, adapter factors, the report), after its
+    /// covariance files with --save-covariances.
+    BlockOutput decompose(io::HfCheckpointReader& checkpoint, Index layer, const BlockCalibration<Bk, double>* cal) {
         const auto t0 = Clock::now();
+        BlockOutput output;
+        if (o_.save_covariances && cal) output.files = covariance_files(layer, *cal);
         const LoraConfig config{o_.rank, o_.lora_alpha(), o_.seed + static_cast<std::uint64_t>(layer) * 7919u};
         const double s = config.scale();
-        const auto spaces = null_spaces(layer, cal);
+        const auto spaces = null_spaces(layer, cal, output.warnings);
         std::array<std::optional<MatrixD>, 4> c_matrix;  // C per input, computed once for CorDA and the report
         io::SafetensorsWriter writer;
         nlohmann::json reports = nlohmann::json::array();
@@ -326,8 +486,6 @@ private:
             writer.add(name + ".lora_A.weight", b_.download(f.A), adapter_dtype);
             writer.add(name + ".lora_B.weight", b_.download(f.B), adapter_dtype);
         }
-        timings_.decomposition += settled_seconds_since(t0);
-        const auto t1 = Clock::now();
         writer.set_metadata("format", block_format);
         writer.set_metadata("settings", folder_.settings_hash());
         writer.set_metadata("layer", std::to_string(layer));
@@ -337,11 +495,13 @@ private:
             writer.set_metadata("tokens", std::to_string(cal->covariance(LinearInput::attn_in).tokens()));
             writer.set_metadata("normalisation", std::string(normalisation_name(o_.normalisation)));
         }
-        writer.write(folder_.block_path(layer));  // block-NNNNN.safetensors.tmp, renamed when complete
-        timings_.write += seconds_since(t1);
+        output.files.emplace_back(BuildFolder::block_name(layer), writer.bytes());
+        timings_.decomposition += settled_seconds_since(t0);
+        return output;
     }
 
     Bk& b_;
+    BuildRanks<Comm> ranks_;
     BuildOptions o_;
     const MethodInfo& method_;
     BuildFolder folder_;

@@ -18,17 +18,50 @@
 #include <fstream>
 #include <string>
 #include <system_error>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "loranull/io/atomic_file.hpp"
 #include "loranull/io/safetensors.hpp"
+#include "loranull/parallel/communicator.hpp"
 #include "loranull/pipeline/build_options.hpp"
 
 namespace loranull::pipeline {
 
 inline constexpr const char* settings_format = "loranull.build/1";
 inline constexpr const char* block_format = "loranull.build.block/1";
+
+/// What computing one block produces: files relative to OUT, in the order
+/// they are published (the block file last, so that its existence means the
+/// block is done), and the warnings met on the way. Made by the rank that
+/// decomposed the block; rank 0 publishes it (pack() carries it over).
+struct BlockOutput {
+    std::vector<std::pair<std::string, std::string>> files;  // relative path, bytes
+    std::vector<std::string> warnings;
+
+    /// [files, path, bytes, ..., warnings...] framed by parallel::pack.
+    std::string pack() const {
+        std::vector<std::string> parts{std::to_string(files.size())};
+        for (const auto& [path, bytes] : files) {
+            parts.push_back(path);
+            parts.push_back(bytes);
+        }
+        parts.insert(parts.end(), warnings.begin(), warnings.end());
+        return parallel::pack(parts);
+    }
+    static BlockOutput unpack(const std::string& packed) {
+        const std::vector<std::string> parts = parallel::unpack(packed);
+        const std::size_t files = parts.empty() ? 0 : std::stoul(parts[0]);
+        require(!parts.empty() && parts.size() >= 1 + 2 * files, "pipeline::BlockOutput::unpack",
+                "a message of ", parts.size(), " parts cannot hold ", files, " files");
+        BlockOutput out;
+        for (std::size_t k = 0; k < files; ++k) out.files.emplace_back(parts[1 + 2 * k], parts[2 + 2 * k]);
+        out.warnings.assign(parts.begin() + static_cast<std::ptrdiff_t>(1 + 2 * files), parts.end());
+        return out;
+    }
+};
 
 class BuildFolder {
 public:
@@ -40,7 +73,7 @@ public:
         namespace fs = std::filesystem;
         const fs::path out = out_;
         std::error_code ec;
-        settings_hash_ = text_hash(settings.dump());
+        expect(settings);
         if (fs::exists(out) && !fs::is_directory(out)) refuse_input("--out ", out_, " exists and is not a folder");
         if (!fs::exists(out) || fs::is_empty(out, ec)) {
             // build.json first: a folder interrupted after it resumes, one
@@ -75,12 +108,18 @@ public:
         return false;
     }
 
+    /// The settings of this run, without touching OUT: what the ranks other
+    /// than 0 (which never write) need to label the block files they make.
+    void expect(const nlohmann::json& settings) { settings_hash_ = text_hash(settings.dump()); }
+
     std::filesystem::path path() const { return out_; }
-    std::filesystem::path block_path(Index layer) const {
+    /// "blocks/block-NNNNN.safetensors", relative to OUT.
+    static std::string block_name(Index layer) {
         char name[64];
-        std::snprintf(name, sizeof name, "block-%05td.safetensors", layer);
-        return std::filesystem::path(out_) / "blocks" / name;
+        std::snprintf(name, sizeof name, "blocks/block-%05td.safetensors", layer);
+        return name;
     }
+    std::filesystem::path block_path(Index layer) const { return std::filesystem::path(out_) / block_name(layer); }
     const std::string& settings_hash() const { return settings_hash_; }
 
     /// Whether block `layer` was written by a run of these settings; a block
@@ -95,6 +134,19 @@ public:
             refuse_input(path.string(), " was not written by this run's settings (settings ", get("settings"),
                          ", expected ", settings_hash_, "): delete it to recompute the block");
         return true;
+    }
+
+    /// Writes a block's files under OUT, each atomically, in their order.
+    void publish(const BlockOutput& output) const {
+        for (const auto& [name, bytes] : output.files) {
+            const std::filesystem::path path = std::filesystem::path(out_) / name;
+            std::error_code ec;
+            std::filesystem::create_directories(path.parent_path(), ec);
+            if (ec) refuse_input("cannot create ", path.parent_path().string(), ": ", ec.message());
+            io::write_file_atomically(path, [&](std::ostream& out) {
+                out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+            });
+        }
     }
 
     /// Removes OUT/blocks/ once the outputs are assembled.

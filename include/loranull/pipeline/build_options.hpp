@@ -72,6 +72,7 @@ struct BuildOptions {
     bool allow_rank_deficient = false;
     bool save_covariances = false;  // OUT/covariances/layer-L.INPUT.safetensors
     bool keep_blocks = false;       // keep OUT/blocks/ after assembly
+    bool hidden_on_host = false;    // hidden states in host memory, one batch at a time on the device
     Index stop_after_blocks = -1;   // testing: stop (resumably) after this many blocks
     std::string device = "cpu";     // recorded only: the caller instantiates the builder on its backend
 

@@ -2,6 +2,7 @@
 // A build's settings (what build.json records, and what a resumed run must
 // match), its timings, and its report (OUT/report.json).
 
+#include <array>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -23,7 +24,19 @@ namespace loranull::pipeline {
 
 /// Seconds spent per stage (report.json "seconds").
 struct BuildTimings {
-    double load = 0, embed = 0, forward = 0, covariance = 0, decomposition = 0, write = 0, assembly = 0;
+    double load = 0, embed = 0, forward = 0, covariance = 0, reduction = 0, decomposition = 0, write = 0, assembly = 0;
+
+    /// In a fixed order, for summing over ranks.
+    std::array<double*, 8> parts() {
+        return {&load, &embed, &forward, &covariance, &reduction, &decomposition, &write, &assembly};
+    }
+    static nlohmann::json to_json(const BuildTimings& t, double total) {
+        return {{"total", total},           {"load", t.load},
+                {"embedding", t.embed},     {"forward", t.forward},
+                {"covariance", t.covariance}, {"reduction", t.reduction},
+                {"decomposition", t.decomposition}, {"block_writes", t.write},
+                {"assembly", t.assembly}};
+    }
 };
 
 /// Everything the outputs depend on: the checkpoint (its config and file
@@ -79,7 +92,9 @@ inline long long peak_memory_bytes() {
 /// Written last: its presence marks the run finished.
 inline nlohmann::json write_report(const BuildOptions& o, const std::vector<Index>& layers, const BuildFolder& folder,
                                    const CalibrationTokens& calibration, const BuildTimings& t, double total_seconds,
-                                   const std::vector<std::string>& warnings) {
+                                   const std::vector<std::string>& warnings, int ranks = 1,
+                                   const BuildTimings* all_ranks = nullptr,
+                                   const nlohmann::json& extra = nlohmann::json::object()) {
     nlohmann::json per_layer = nlohmann::json::array();
     for (Index l : layers) {
         const io::SafetensorsReader block(folder.block_path(l));
@@ -92,12 +107,12 @@ inline nlohmann::json write_report(const BuildOptions& o, const std::vector<Inde
     r["tokens"] = calibration.count();
     r["calibration"] = calibration.source.is_null() ? nlohmann::json(nullptr) : calibration.source;
     r["layers"] = per_layer;
-    r["seconds"] = {{"total", total_seconds},   {"load", t.load},
-                    {"embedding", t.embed},     {"forward", t.forward},
-                    {"covariance", t.covariance}, {"decomposition", t.decomposition},
-                    {"block_writes", t.write},  {"assembly", t.assembly}};
+    r["ranks"] = ranks;
+    r["seconds"] = BuildTimings::to_json(t, total_seconds);  // rank 0's
+    if (all_ranks) r["seconds_all_ranks"] = BuildTimings::to_json(*all_ranks, total_seconds * ranks);  // summed
     r["peak_memory_bytes"] = peak_memory_bytes();
     r["warnings"] = warnings;
+    for (const auto& [key, value] : extra.items()) r[key] = value;  // the backend's own figures
     io::write_text_atomically(folder.path() / "report.json", r.dump(2) + "\n");
     return r;
 }

@@ -157,6 +157,18 @@ public:
     cublasHandle_t cublas() const { return cublas_.get(); }
     cusolverDnHandle_t cusolver() const { return cusolver_.get(); }
 
+    /// The most device memory the stream-ordered pool has held at once since
+    /// the device's first allocation (cudaMemPoolAttrUsedMemHigh): every
+    /// DeviceMatrix and temporary of the backend, not cuBLAS/cuSOLVER handles.
+    std::int64_t peak_device_memory_bytes() const {
+        const char* where = "CudaBackend::peak_device_memory_bytes";
+        cudaMemPool_t pool = nullptr;
+        LORANULL_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device_), where);
+        std::uint64_t high = 0;
+        LORANULL_CUDA_CHECK(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &high), where);
+        return static_cast<std::int64_t>(high);
+    }
+
     /// Waits for everything enqueued on the backend's stream.
     void synchronize() const {
         LORANULL_CUDA_CHECK(cudaStreamSynchronize(stream()), "CudaBackend::synchronize");
