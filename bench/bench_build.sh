@@ -5,7 +5,10 @@
 # forward / covariance / decomposition / writes / assembly, and the peak memory
 # (VmHWM). Takes minutes on 2 cores; not run by CI. Results: docs/benchmarks.md.
 #
-#   [METHODS="lora-null pissa"] bench/bench_build.sh [BUILD_DIR] [WORK_DIR] [extra loranull-build options]
+#   [METHODS="lora-null pissa"] [LAUNCH="mpirun -np 2 ..."] bench/bench_build.sh [BUILD_DIR] [WORK_DIR]
+#       [extra loranull-build options]
+#
+# LAUNCH prefixes the command (bench/bench_build_ranks.sh: 1 against 2 MPI ranks).
 set -eu
 # Eigen's OpenMP threads spin after each product and slow the OpenBLAS/LAPACK
 # calls that follow (docs/benchmarks.md, "one trap"): let them sleep.
@@ -25,7 +28,7 @@ fi
 for method in ${METHODS:-lora-null}; do   # e.g. METHODS="lora-null pissa corda-kpm"
   rm -rf "$work/out-$method"
   echo "== $method (rank 128)"
-  /usr/bin/time -v "$build/tools/loranull-build" --model "$work/llama-100m" \
+  /usr/bin/time -v ${LAUNCH:-} "$build/tools/loranull-build" --model "$work/llama-100m" \
     --calib "$work/calib-64x512.safetensors" --method "$method" --rank 128 --out "$work/out-$method" "$@" \
     2> "$work/stderr-$method.txt" | tail -4
   grep -E "Elapsed|Maximum resident" "$work/stderr-$method.txt"

@@ -310,14 +310,15 @@ private:
             std::optional<BlockCalibration<Bk, double>> cal;
             ranks_.locally([&] {
                 status((is_pending ? "block " : "forward through finished block ") + std::to_string(l));
+                if (calibrate && is_pending)
+                    cal.emplace(b_, config_, o_.normalisation, o_.calibration_file() + "#" + calibration_.hash);
+                if (!calibrate || samples == 0) return;  // no forward here: decompose() reads the weights it needs
                 auto t = Clock::now();
                 const typename Model::Block block = checkpoint.load_block<float>(b_, l);
                 timings_.load += settled_seconds_since(t);
-                if (calibrate && is_pending)
-                    cal.emplace(b_, config_, o_.normalisation, o_.calibration_file() + "#" + calibration_.hash);
-                if (calibrate && samples > 0) forward_samples(block, l, l < last, samples, hidden, hidden_host, cal);
+                forward_samples(block, l, l < last, samples, hidden, hidden_host, cal);
             });
-            ranks_.agree();  // every rank's forward, and the owner's decomposition of the block before
+            agree_timed();  // every rank's forward, and the owner's decomposition of the block before
             deliver(delivery);
             if (!is_pending) continue;
             const int owner = ranks_.owner(written);
@@ -339,10 +340,18 @@ private:
             ++written;
             stopped = o_.stop_after_blocks >= 0 && written >= o_.stop_after_blocks && l != last;
         }
-        ranks_.agree();
+        agree_timed();
         deliver(delivery);
-        ranks_.agree();  // rank 0's last write
+        agree_timed();  // rank 0's last write
         return stopped;
+    }
+
+    /// agree(), its wait for the slowest rank billed to the exchange between
+    /// ranks (timings_.reduction).
+    void agree_timed() {
+        const auto t = Clock::now();
+        ranks_.agree();
+        timings_.reduction += seconds_since(t);
     }
 
     /// One block forwarded over this rank's samples in batches, its four

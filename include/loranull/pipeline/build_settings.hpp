@@ -23,6 +23,9 @@
 namespace loranull::pipeline {
 
 /// Seconds spent per stage (report.json "seconds").
+/// Seconds per part. reduction: the exchange between ranks (summing the
+/// covariances, handing block files to rank 0, waiting for the slowest rank
+/// at each agreement); 0 for one process.
 struct BuildTimings {
     double load = 0, embed = 0, forward = 0, covariance = 0, reduction = 0, decomposition = 0, write = 0, assembly = 0;
 
