@@ -27,15 +27,32 @@
 # Steps, in order of priority (the budget may stop the last ones): build,
 # test_cuda_status, test_cuda_nn_emulated (CudaBackend's NN kernel members
 # on the host), test_cuda_parity (every primitive, linalg algorithm, NN kernel and the
-# whole LLaMA model, CPU vs GPU), bench_llama_cuda (training tokens/s), the
-# PyTorch CUDA peer (bench/pytorch_llama.py --device cuda, when a python3 with
-# a CUDA build of torch is there; otherwise a note), bench_cuda, ctest -L gpu.
+# whole LLaMA model, CPU vs GPU), the builder's parity (loranull-build
+# --device cuda against --device cpu on a tiny checkpoint: one process, and
+# mpirun -np 2 where mpirun exists; needs CLI11, PCRE2 and utf8proc in DEPS),
+# bench_llama_cuda (training tokens/s), the PyTorch CUDA peer
+# (bench/pytorch_llama.py --device cuda, when a python3 with a CUDA build of
+# torch is there; otherwise a note), bench_cuda, ctest -L gpu.
 #
+# Behind flags (long; each needs its own device time):
+#   LORANULL_GPU_CHECK_LONG=1  bench_cuda's n = 11008 eigensolver cases beyond
+#                              the bottom-128 f64 one (all pairs, f32)
+#   LORANULL_GPU_CHECK_7B=1    the LLaMA-2-7B-shaped build: a random BF16
+#                              checkpoint (32 blocks, 4096/11008) generated here,
+#                              256 x 2048 calibration tokens, loranull-build
+#                              --device cuda; seconds per part and peak device
+#                              memory (docs/benchmarks.md has the expected figures).
+#                              Needs python3 with numpy and ~40 GB of disk in
+#                              LORANULL_GPU_WORK (default /tmp/loranull-gpu-work).
+#
+# Output: progress lines while it runs, then OUTDIR/summary.md, whose first
+# line is the verdict; every step's details are in its log file.
 # Exit status: 0 when every step that ran succeeded (skips included), 1 otherwise.
 # Outputs: OUTDIR/summary.md (the table), env.txt, configure.log, build.log,
-# test_cuda_status.log, test_cuda_nn_emulated.log, test_cuda_parity.log,
-# bench_llama.log, bench_llama.json, pytorch_llama_cuda.log, ctest.log,
-# bench.log, bench.json.
+# build-builder.log, test_cuda_status.log, test_cuda_nn_emulated.log, test_cuda_parity.log,
+# builder_parity.log, bench_llama.log, bench_llama.json, pytorch_llama_cuda.log, ctest.log,
+# bench.log, bench.json; with the 7B step: make_7b.log, build_7b.log, report_7b.json,
+# device_memory_7b.csv.
 set -uo pipefail
 
 if [ $# -lt 1 ]; then
@@ -64,6 +81,8 @@ budget=${LORANULL_GPU_CHECK_BUDGET:-450}
 jobs=${JOBS:-$(nproc 2>/dev/null || echo 4)}
 start=$(date +%s)
 deadline=$((start + budget))
+# The 7B build brings its own time: 5 minutes to generate, up to 10 to build.
+[ "${LORANULL_GPU_CHECK_7B:-0}" = 1 ] && deadline=$((deadline + 900))
 summary=$out/summary.md
 failed=0
 rows=()
@@ -142,12 +161,23 @@ for config in "$deps"/lib/*/cmake/benchmark/benchmarkConfig.cmake "$deps"/lib/cm
     fi
 done
 
+# The builder's parity needs loranull-build, hence CLI11 (headers), PCRE2 and
+# utf8proc (scripts/vendor-deps.sh copies them); without them it is skipped.
+have_tools=OFF
+if { [ -f "$deps/include/CLI/CLI.hpp" ] || [ -f /usr/include/CLI/CLI.hpp ]; } &&
+   { [ -f "$deps/include/pcre2.h" ] || [ -f /usr/include/pcre2.h ]; } &&
+   { [ -f "$deps/include/utf8proc.h" ] || [ -f /usr/include/utf8proc.h ]; }; then
+    have_tools=ON
+fi
+
 # --- build ----------------------------------------------------------------------
 bin_status=$build/tests/cuda/test_cuda_status
 bin_parity=$build/tests/cuda/test_cuda_parity
 bin_bench=$build/bench/cuda/bench_cuda
 bin_emulated=$build/tests/cuda/test_cuda_nn_emulated
 bin_bench_llama=$build/bench/cuda/bench_llama_cuda
+bin_builder=$build/tools/loranull-build
+bin_builder_test=$build/tests/test_loranull_build_gpu
 mode=cmake
 if [ "${LORANULL_GPU_CHECK_DIRECT:-0}" = 1 ] || ! command -v cmake >/dev/null 2>&1; then
     mode=direct
@@ -164,7 +194,7 @@ if [ $mode = cmake ]; then
         cmake -S "$repo" -B "$build" -G "$generator" -DCMAKE_BUILD_TYPE=Release \
         -DCMAKE_PREFIX_PATH="$deps" -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH}-real" \
         -DLORANULL_CUDA=ON -DLORANULL_USE_LAPACK=OFF -DLORANULL_BUILD_TESTS=ON \
-        -DLORANULL_BUILD_BENCHMARKS=$have_benchmark -DLORANULL_BUILD_EXAMPLES=OFF -DLORANULL_BUILD_TOOLS=OFF \
+        -DLORANULL_BUILD_BENCHMARKS=$have_benchmark -DLORANULL_BUILD_EXAMPLES=OFF -DLORANULL_BUILD_TOOLS=$have_tools \
         -DCMAKE_CUDA_COMPILER="$nvcc_bin" ${benchmark_dir:+-Dbenchmark_DIR="$benchmark_dir"}; then
         if grep -q "CUDA targets OFF" "$out/configure.log"; then
             step_status="FAILED (CMake found no CUDA compiler)"
@@ -183,6 +213,11 @@ if [ $mode = cmake ]; then
     targets=(test_cuda_status test_cuda_nn_emulated test_cuda_parity)
     run_step build 360 "$out/build.log" cmake --build "$build" --target "${targets[@]}" -j "$jobs" || failed=1
     row "build (CMake: ${targets[*]})" "$step_status" "$step_seconds" build.log
+    if [ $have_tools = ON ]; then
+        run_step build-builder 300 "$out/build-builder.log" \
+            cmake --build "$build" --target loranull-build test_loranull_build_gpu -j "$jobs" || failed=1
+        row "build (CMake: loranull-build test_loranull_build_gpu)" "$step_status" "$step_seconds" build-builder.log
+    fi
     if [ $have_benchmark = ON ]; then
         run_step build-benchmarks 240 "$out/build-benchmarks.log" \
             cmake --build "$build" --target bench_cuda bench_llama_cuda -j "$jobs" || true
@@ -283,6 +318,27 @@ else
     failed=1
 fi
 
+# The whole builder: loranull-build --device cuda against --device cpu
+# (tests/test_loranull_build_gpu.cpp; its mpirun case is compiled where MPI was found).
+if [ -x "$bin_builder_test" ]; then
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+    run_step "builder parity" 180 "$out/builder_parity.log" "$bin_builder_test" || failed=1
+    if grep -q "parity was not run" "$out/builder_parity.log"; then
+        step_status="SKIPPED: $(grep -m1 -o 'no CUDA device[^"]*' "$out/builder_parity.log")"
+        failed=1
+    fi
+    command -v mpirun >/dev/null 2>&1 || step_status="$step_status (1 process only: no mpirun here)"
+    row "builder parity (loranull-build --device cuda vs cpu)" \
+        "$step_status: $(doctest_result "$out/builder_parity.log")" "$step_seconds" builder_parity.log
+elif [ $have_tools = OFF ]; then
+    row "builder parity" "skipped: CLI11/PCRE2/utf8proc not in $deps (scripts/vendor-deps.sh)" 0 -
+elif [ $mode = direct ]; then
+    row "builder parity" "skipped: needs the CMake build (the direct build makes the GPU tests only)" 0 -
+else
+    row "builder parity" "not built" 0 build-builder.log
+    failed=1
+fi
+
 # --- benchmarks -------------------------------------------------------------------
 # The LLaMA training step first (short), then its PyTorch peer, then the
 # linear-algebra benchmarks (long: eigensolvers at n = 11008).
@@ -313,7 +369,9 @@ else
         "skipped: no python3 with a CUDA build of torch that sees the GPU" 0 -
 fi
 if [ $have_benchmark = ON ] && [ -x "$bin_bench" ]; then
-    run_step bench_cuda 270 "$out/bench.log" "$bin_bench" --benchmark_min_time=0.2 \
+    long_cases='-(eig_syevd_all_f32|eig_syevd_all_f64|eig_syevdx_bottom128_f32)/11008'
+    [ "${LORANULL_GPU_CHECK_LONG:-0}" = 1 ] && long_cases='.*'
+    run_step bench_cuda 270 "$out/bench.log" "$bin_bench" --benchmark_min_time=0.2 --benchmark_filter="$long_cases" \
         --benchmark_out="$out/bench.json" --benchmark_out_format=json || failed=1
     row bench_cuda "$step_status" "$step_seconds" bench.log
 elif [ $have_benchmark = ON ]; then
@@ -321,6 +379,34 @@ elif [ $have_benchmark = ON ]; then
     failed=1
 else
     row bench_cuda "skipped: Google Benchmark not in $deps (scripts/vendor-deps.sh)" 0 -
+fi
+
+# --- the LLaMA-2-7B-shaped build (LORANULL_GPU_CHECK_7B=1) -----------------------
+if [ "${LORANULL_GPU_CHECK_7B:-0}" = 1 ]; then
+    work=${LORANULL_GPU_WORK:-/tmp/loranull-gpu-work}
+    mkdir -p "$work"
+    if [ ! -f "$work/llama-7b/config.json" ]; then
+        run_step "make 7B checkpoint" 300 "$out/make_7b.log" python3 "$repo/bench/make_llama_checkpoint.py" \
+            "$work/llama-7b" --dim 4096 --layers 32 --heads 32 --kv-heads 32 --hidden 11008 --vocab 32000 \
+            --dtype bf16 --shards 2 --calib "$work/calib-256x2048.safetensors" --samples 256 --seq-len 2048 || failed=1
+        row "make LLaMA-2-7B-shaped checkpoint (BF16, random)" "$step_status" "$step_seconds" make_7b.log
+    fi
+    if [ -x "$bin_builder" ] && [ -f "$work/llama-7b/config.json" ]; then
+        rm -rf "$work/out-7b"
+        nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 500 >"$out/device_memory_7b.csv" 2>/dev/null &
+        smi=$!
+        run_step "loranull-build 7B --device cuda" 600 "$out/build_7b.log" "$bin_builder" --model "$work/llama-7b" \
+            --calib "$work/calib-256x2048.safetensors" --method lora-null --rank 128 --device cuda \
+            --out "$work/out-7b" || failed=1
+        kill $smi 2>/dev/null
+        cp "$work/out-7b/report.json" "$out/report_7b.json" 2>/dev/null
+        peak_smi=$(sort -n "$out/device_memory_7b.csv" 2>/dev/null | tail -1)
+        row "loranull-build LLaMA-2-7B shape, 256 x 2048 tokens, --device cuda" \
+            "$step_status; nvidia-smi peak ${peak_smi:-?} MiB; $(grep -E '^time|peak device' "$out/build_7b.log" | tr '\n' ' ')" \
+            "$step_seconds" build_7b.log
+    else
+        row "loranull-build 7B" "not run: no loranull-build or no checkpoint" 0 -
+    fi
 fi
 
 # --- ctest: the same tests through their ctest registration, if time is left ----
@@ -332,6 +418,10 @@ fi
 
 # --- summary ----------------------------------------------------------------------
 {
+    ok_steps=$(printf '%s\n' "${rows[@]}" | grep -c '| ok')
+    if [ $failed = 0 ]; then verdict=PASS; else verdict=FAIL; fi
+    echo "$verdict: ${ok_steps} of ${#rows[@]} steps ok in $(elapsed)s (budget ${budget}s); details in $out/*.log"
+    echo
     echo "# GPU check, $(date -u +%Y-%m-%d)"
     echo
     echo "- GPU: $gpu_name (built for sm_$CUDA_ARCH)"

@@ -12,10 +12,15 @@
 #                                                 Google Benchmark 1.7 (libbenchmark-dev; a
 #                                                 shared library built for Debian 12: needs
 #                                                 glibc >= 2.32 and GLIBCXX_3.4.30 where it runs)
+#   include/CLI, share/cmake/CLI11                CLI11 (libcli11-dev; header-only)
+#   include/pcre2.h, include/utf8proc.h, lib/<triplet>/libpcre2-8.so*, libutf8proc.so*
+#                                                 PCRE2 and utf8proc (libpcre2-dev, libutf8proc-dev;
+#                                                 shared libraries, same glibc rule)
+#   (these three let gpu-check.sh build loranull-build for the builder's parity)
 #
 # OpenBLAS/LAPACKE are not copied: on the GPU machine the CPU half of the parity
 # tests is built with LORANULL_USE_LAPACK=OFF (Eigen's own solvers), which needs
-# nothing beyond Eigen. About 12 MB in all.
+# nothing beyond Eigen. About 14 MB in all.
 #
 # Usage: scripts/vendor-deps.sh [PREFIX]        (default: <repo>/.deps)
 set -euo pipefail
@@ -36,6 +41,11 @@ need /usr/share/cmake/nlohmann_json/nlohmann_jsonConfig.cmake nlohmann-json3-dev
 need /usr/include/doctest/doctest.h doctest-dev
 need /usr/lib/cmake/doctest/doctestConfig.cmake doctest-dev
 
+need /usr/include/CLI/CLI.hpp libcli11-dev
+need /usr/share/cmake/CLI11/CLI11Config.cmake libcli11-dev
+need /usr/include/pcre2.h libpcre2-dev
+need /usr/include/utf8proc.h libutf8proc-dev
+
 rm -rf "$dest"
 mkdir -p "$dest/include" "$dest/share/eigen3" "$dest/share/cmake" "$dest/lib/cmake" "$dest/lib/$triplet/cmake"
 
@@ -45,6 +55,10 @@ cp -a /usr/include/nlohmann "$dest/include/"
 cp -a /usr/share/cmake/nlohmann_json "$dest/share/cmake/"
 cp -a /usr/include/doctest "$dest/include/"
 cp -a /usr/lib/cmake/doctest "$dest/lib/cmake/"
+cp -a /usr/include/CLI "$dest/include/"
+cp -a /usr/share/cmake/CLI11 "$dest/share/cmake/"
+cp -a /usr/include/pcre2.h /usr/include/utf8proc.h "$dest/include/"
+cp -a /usr/lib/"$triplet"/libpcre2-8.so* /usr/lib/"$triplet"/libutf8proc.so* "$dest/lib/$triplet/"
 
 # Google Benchmark is a compiled library; Debian ships it shared only (no
 # libbenchmark.a). Optional: without it gpu-check.sh builds and runs the tests
@@ -65,7 +79,8 @@ fi
 {
     echo "# loranull vendored dependencies, made by scripts/vendor-deps.sh on $(date -u +%Y-%m-%dT%H:%MZ)"
     echo "# from $(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME"), $(uname -m)"
-    dpkg-query -W libeigen3-dev nlohmann-json3-dev doctest-dev libbenchmark-dev 2>/dev/null || true
+    dpkg-query -W libeigen3-dev nlohmann-json3-dev doctest-dev libbenchmark-dev libcli11-dev libpcre2-dev \
+        libutf8proc-dev 2>/dev/null || true
     echo "benchmark=$benchmark"
 } > "$dest/MANIFEST"
 echo "vendor-deps: $(du -sh "$dest" | cut -f1) in $dest (benchmark: $benchmark)"
