@@ -433,6 +433,16 @@ TEST_CASE("mpirun: resuming a run stopped under 2 ranks with 3 ranks") {
     CHECK(r.out.find("nothing to do") != std::string::npos);
 }
 
+TEST_CASE("mpirun: --help and a usage error end every rank alike, before the job starts") {
+    Result r = mpirun_build(2, "--help");
+    CHECK(r.status == 0);
+    CHECK(r.out.find("mpirun -np K loranull-build") != std::string::npos);
+    CHECK(r.err.find("MPI") == std::string::npos);  // no complaint from mpirun
+    r = mpirun_build(2, "--model x --method lora-null --rank 0 --out y");
+    CHECK(r.status == 2);
+    CHECK(r.err.find("loranull-build: error: --rank") != std::string::npos);
+}
+
 TEST_CASE("mpirun: a failing rank ends every rank with one error line, within seconds") {
     const Fixture& fx = fixture();
     const std::string rest = " --calib " + q(fx.calib_a) + " --method lora-null --rank 4";

@@ -6,6 +6,7 @@
 // over it.
 
 #include "loranull/pipeline/adapter_builder.hpp"
+#include "loranull/pipeline/block_decomposition.hpp"
 #include "loranull/pipeline/build_assembly.hpp"
 #include "loranull/pipeline/build_folder.hpp"
 #include "loranull/pipeline/build_options.hpp"

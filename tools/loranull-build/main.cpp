@@ -5,7 +5,7 @@
 //   mpirun -np K loranull-build <the same options>
 //
 // The work is pipeline::AdapterBuilder's (include/loranull/pipeline/): this
-// main joins the mpirun job when there is one, parses the options, draws the
+// main parses the options, joins the mpirun job when there is one, draws the
 // progress, prints the report and turns errors into one line and an exit
 // status (2: the command line, 1: files, data, computation; 3: stopped by
 // --stop-after-blocks, for testing).
@@ -66,13 +66,10 @@ void say_why_when_stopped(int rank, int size) {
 }
 #endif
 
-/// Steps 1-3 on this process, one of `ranks` (null: alone; root: rank 0, which
+/// Steps 2-3 on this process, one of `ranks` (null: alone; root: rank 0, which
 /// reports); the exit status.
-int build_and_report(int argc, char** argv, const parallel::MpiCommunicator* ranks, bool root,
+int build_and_report(const pipeline::BuildOptions& options, const parallel::MpiCommunicator* ranks, bool root,
                      std::unique_ptr<io::ProgressBar>& bar) {
-    // 1. The options.
-    const pipeline::BuildOptions options = tools::build::parse_options(argc, argv);
-
     // 2. The build, with a progress bar on stderr (rank 0's).
     pipeline::BuildProgress progress;
     progress.start = [&](Index total, Index done) {
@@ -130,7 +127,11 @@ int main(int argc, char** argv) {
     const int status = tools::run_tool(
         "loranull-build",
         [&] {
-            // 0. The processes: this one alone, or one rank of an mpirun job.
+            // 1. The options, before MPI: --help and usage errors end every
+            //    rank alike, with no MPI job to leave.
+            const pipeline::BuildOptions options = tools::build::parse_options(argc, argv);
+
+            // The processes: this one alone, or one rank of an mpirun job.
             const parallel::MpiCommunicator* ranks = nullptr;
             bool root = true;
             const int launched = parallel::launcher_world_size();
@@ -149,7 +150,7 @@ int main(int argc, char** argv) {
                                          "reconfigure): each copy would do the whole build alone");
 #endif
             try {
-                return build_and_report(argc, argv, ranks, root, bar);
+                return build_and_report(options, ranks, root, bar);
             } catch (const pipeline::SharedBuildError&) {
                 shared_error = true;
                 throw;

@@ -44,14 +44,13 @@
 #include <nlohmann/json.hpp>
 
 #include "loranull/core/host_matrix.hpp"
-#include "loranull/io/covariance_file.hpp"
 #include "loranull/io/hf_checkpoint.hpp"
 #include "loranull/io/safetensors.hpp"
 #include "loranull/llama/calibration.hpp"
 #include "loranull/llama/model.hpp"
-#include "loranull/lora/knowledge_report.hpp"
 #include "loranull/lora/methods.hpp"
 #include "loranull/parallel/communicator.hpp"
+#include "loranull/pipeline/block_decomposition.hpp"
 #include "loranull/pipeline/build_assembly.hpp"
 #include "loranull/pipeline/build_folder.hpp"
 #include "loranull/pipeline/build_options.hpp"
@@ -425,86 +424,12 @@ private:
         if (progress_.block_written) progress_.block_written("block " + std::to_string(layer) + " written");
     }
 
-    std::vector<std::pair<std::string, std::string>> covariance_files(Index layer,
-                                                                      const BlockCalibration<Bk, double>& cal) const {
-        std::vector<std::pair<std::string, std::string>> files;
-        for (LinearInput i : all_inputs)
-            files.emplace_back("covariances/layer-" + std::to_string(layer) + "." + input_name(i) + ".safetensors",
-                               io::covariance_file(cal.covariance(i)).bytes());
-        return files;
-    }
-
-    /// The null space of each input (LoRA-Null), with its rank report.
-    std::optional<std::array<NullSpace<Bk, double>, 4>> null_spaces(Index layer, const BlockCalibration<Bk, double>* cal,
-                                                                   std::vector<std::string>& warnings) const {
-        if (!cal || method_.method != Method::lora_null) return std::nullopt;
-        auto spaces = cal->null_spaces(o_.rank);  // rank deficiency reported, not thrown
-        for (LinearInput input : all_inputs) {
-            const auto& ns = spaces[BlockCalibration<Bk, double>::slot(input)];
-            if (!ns.rank_report.deficient) continue;
-            const std::string message = "layer " + std::to_string(layer) + " " + input_name(input) + ": " +
-                                        ns.rank_report.message();
-            if (!o_.allow_rank_deficient) refuse_input(message, " (pass --allow-rank-deficient to continue)");
-            warnings.push_back("warning: " + message);
-        }
-        return spaces;
-    }
-
-    /// Initialises block `layer`'s seven projections and measures them: its
-    /// block file (residual weights, adapter factors, the report), after its
-    /// covariance files with --save-covariances.
+    /// The owner's work on block `layer` once its covariances are summed
+    /// (block_decomposition.hpp).
     BlockOutput decompose(io::HfCheckpointReader& checkpoint, Index layer, const BlockCalibration<Bk, double>* cal) {
         const auto t0 = Clock::now();
-        BlockOutput output;
-        if (o_.save_covariances && cal) output.files = covariance_files(layer, *cal);
-        const LoraConfig config{o_.rank, o_.lora_alpha(), o_.seed + static_cast<std::uint64_t>(layer) * 7919u};
-        const double s = config.scale();
-        const auto spaces = null_spaces(layer, cal, output.warnings);
-        std::array<std::optional<MatrixD>, 4> c_matrix;  // C per input, computed once for CorDA and the report
-        io::SafetensorsWriter writer;
-        nlohmann::json reports = nlohmann::json::array();
-        for (ProjectionKind kind : all_projections) {
-            const std::size_t input = BlockCalibration<Bk, double>::slot(input_of(kind));
-            const std::string name = "model.layers." + std::to_string(layer) + "." + projection_path(kind);
-            const auto shape = projection_shape(config_, kind);
-            const io::TensorInfo& info = checkpoint.checked_info(name + ".weight", shape[0], shape[1]);
-            const io::Dtype residual_dtype = o_.dtype.value_or(info.dtype);
-            const io::Dtype adapter_dtype = residual_dtype == io::Dtype::F64 ? io::Dtype::F32 : residual_dtype;
-            const MatrixD w = b_.upload(checkpoint.read<double>(name + ".weight", shape[0], shape[1]));
-            MethodData<Bk, double> data;
-            if (cal) {
-                if (!c_matrix[input]) c_matrix[input] = cal->covariance(kind).matrix();
-                data = cal->data_for(kind, spaces ? &*spaces : nullptr);
-                data.covariance_matrix = &*c_matrix[input];
-            }
-            const LoraFactors<Bk, double> f = initialise(b_, w, method_.method, data, config);
-            if (!b_.all_finite(f.A) || !b_.all_finite(f.B) || !b_.all_finite(f.W_res))
-                refuse_input(name, ": the ", o_.method, " initialisation produced NaN or Inf");
-            nlohmann::json r = nlohmann::json::object();
-            r["module"] = projection_path(kind);
-            r["reconstruction"] = reconstruction_error(b_, w, f);
-            if (cal) {
-                const InitialKnowledgeReport k = initial_knowledge_report(b_, w, f.A, s, *c_matrix[input]);
-                r["energy"] = k.energy;
-                r["bound"] = k.bound;
-                r["tight"] = k.tight;
-                if (spaces) r["null_space_energy"] = (*spaces)[input].energy_fraction();
-            }
-            reports.push_back(r);
-            writer.add(name + ".weight", b_.download(f.W_res), residual_dtype);
-            writer.add(name + ".lora_A.weight", b_.download(f.A), adapter_dtype);
-            writer.add(name + ".lora_B.weight", b_.download(f.B), adapter_dtype);
-        }
-        writer.set_metadata("format", block_format);
-        writer.set_metadata("settings", folder_.settings_hash());
-        writer.set_metadata("layer", std::to_string(layer));
-        writer.set_metadata("scale", number_text(config.scale()));
-        writer.set_metadata("report", reports.dump());
-        if (cal) {
-            writer.set_metadata("tokens", std::to_string(cal->covariance(LinearInput::attn_in).tokens()));
-            writer.set_metadata("normalisation", std::string(normalisation_name(o_.normalisation)));
-        }
-        output.files.emplace_back(BuildFolder::block_name(layer), writer.bytes());
+        BlockOutput output =
+            decompose_block(b_, o_, method_, config_, folder_.settings_hash(), checkpoint, layer, cal);
         timings_.decomposition += settled_seconds_since(t0);
         return output;
     }
