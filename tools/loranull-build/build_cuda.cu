@@ -15,6 +15,10 @@
 #include <loranull/parallel/nccl_communicator.hpp>
 #endif
 
+#include <cstdint>
+#include <cstdio>
+#include <span>
+
 #include "build_device.hpp"
 
 namespace loranull::tools::build {
@@ -35,11 +39,26 @@ pipeline::BuildResult run_on_cuda(const pipeline::BuildOptions& options, const p
         // One GPU per rank of each machine; NCCL needs that, MPI through the
         // host works with more ranks than GPUs too (slowly: for tests).
         [[maybe_unused]] const auto [node_rank, node_size] = world->node_rank_and_size();
-        CudaBackend gpu(node_rank % cuda_device_count());
+        const int device = node_rank % cuda_device_count();
+        LORANULL_CUDA_CHECK(cudaSetDevice(device), "loranull-build --device cuda");  // NCCL joins the current device
+        CudaBackend gpu(device);
 #ifdef LORANULL_HAS_NCCL
-        if (node_size <= cuda_device_count()) {
+        // NCCL wants a GPU of its own per rank: every rank must choose alike.
+        std::int64_t short_of_gpus = node_size > cuda_device_count() ? 1 : 0;
+        mpi.sum(std::span<std::int64_t>(&short_of_gpus, 1));
+        if (short_of_gpus == 0) {
             parallel::NcclCommunicator nccl(*world);
-            return pipeline::AdapterBuilder<CudaBackend, parallel::NcclCommunicator>(gpu, nccl, options, progress).run();
+            try {
+                return pipeline::AdapterBuilder<CudaBackend, parallel::NcclCommunicator>(gpu, nccl, options, progress)
+                    .run();
+            } catch (const pipeline::SharedBuildError&) {
+                throw;  // every rank unwinds: destroying the NCCL communicator is collective, and all are there
+            } catch (const std::exception& e) {
+                // This rank's error alone: ~NcclCommunicator would wait for peers
+                // that wait in MPI for this rank. End the job first.
+                std::fprintf(stderr, "loranull-build: error: %s\n", e.what());
+                MPI_Abort(world->comm(), 1);
+            }
         }
 #endif
         return pipeline::AdapterBuilder<CudaBackend, parallel::MpiCommunicator>(gpu, mpi, options, progress).run();

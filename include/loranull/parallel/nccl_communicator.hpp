@@ -31,13 +31,18 @@ namespace loranull::parallel {
 class NcclCommunicator {
 public:
     /// Collective over `control`'s ranks: rank 0 makes the NCCL id, MPI
-    /// broadcasts it, every rank joins on the current device.
+    /// broadcasts it, every rank joins on the current device (cudaSetDevice
+    /// it to the backend's first). Destroying it is collective too: a rank that
+    /// fails alone must MPI_Abort rather than unwind (build_cuda.cu).
     explicit NcclCommunicator(const MpiCommunicator& control) : control_(&control) {
         ncclUniqueId id{};
         if (control.rank() == 0) check(ncclGetUniqueId(&id), "ncclGetUniqueId");
         std::string bytes(reinterpret_cast<const char*>(&id), sizeof id);
         control.broadcast(bytes, 0);
         std::copy(bytes.begin(), bytes.end(), reinterpret_cast<char*>(&id));
+        // Every rank past the broadcast before any enters NCCL's own bootstrap
+        // (some MPI collectives components, HCOLL, hang otherwise).
+        MpiSession::check(MPI_Barrier(control.comm()), "MPI_Barrier");
         check(ncclCommInitRank(&comm_, control.size(), id, control.rank()), "ncclCommInitRank");
     }
     ~NcclCommunicator() {

@@ -151,11 +151,13 @@ public:
                 if (!o_.export_plain) assembly.write_residual_model(*checkpoint);
                 assembly.write_adapter(b_, calibration_.source, config_.n_layers);
                 timings_.assembly = seconds_since(assembly_start);
+                BuildTimings all_ranks = summed;
+                all_ranks.assembly = timings_.assembly;  // rank 0's alone
                 nlohmann::json extra = nlohmann::json::object();
                 if constexpr (requires(Bk& b) { b.peak_device_memory_bytes(); })
                     extra["peak_device_memory_bytes"] = b_.peak_device_memory_bytes();  // rank 0's device
                 result.report = write_report(o_, layers_, folder_, calibration_, timings_, seconds_since(start),
-                                             warnings_, ranks_.size(), ranks_.many() ? &summed : nullptr, extra);
+                                             warnings_, ranks_.size(), ranks_.many() ? &all_ranks : nullptr, extra);
                 if (!o_.keep_blocks) folder_.remove_blocks();
             });
             ranks_.agree();
@@ -409,9 +411,11 @@ private:
         if (ranks_.rank() == d.owner) ranks_.comm().send(d.output.pack(), 0);
         if (ranks_.is_root()) {
             const BlockOutput output = BlockOutput::unpack(ranks_.comm().receive(d.owner));
-            ranks_.locally([&] { publish(d.layer, output); });
+            timings_.reduction += seconds_since(t);
+            ranks_.locally([&] { publish(d.layer, output); });  // billed to block writes
+        } else {
+            timings_.reduction += seconds_since(t);
         }
-        timings_.reduction += seconds_since(t);
         d = Delivery{};
     }
 
