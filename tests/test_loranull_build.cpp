@@ -9,6 +9,10 @@
 // every bad input gives one clear error line and writes nothing.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include "build_fixtures.hpp"
 
 TEST_CASE("lora-null on a sharded GQA checkpoint in F32: logits kept, sharding kept, streamed covariances exact") {
@@ -215,6 +219,27 @@ TEST_CASE("resuming after an interrupted run gives identical files") {
     CHECK(r.status == 1);
     CHECK(line_count(r.err) == 1);
     CHECK(r.err.find("other settings (rank 4 -> 5)") != std::string::npos);
+}
+
+TEST_CASE("a second run on the same --out is refused while the first holds it") {
+    const Fixture& fx = fixture();
+    const fs::path out = dir() / "locked";
+    fs::create_directories(out);
+    // Another run's lock, as BuildFolder takes it: an exclusive flock on the folder.
+    const int fd = ::open(out.c_str(), O_RDONLY | O_DIRECTORY);
+    REQUIRE(fd >= 0);
+    REQUIRE(::flock(fd, LOCK_EX | LOCK_NB) == 0);
+    const std::string args = "--model " + q(fx.a_f32) + " --calib " + q(fx.calib_a) + " --method lora-null --rank 4 --out " + q(out);
+    Result r = run(args);
+    CHECK(r.status == 1);
+    CHECK(line_count(r.err) == 1);
+    CHECK(r.err.find("is in use by another loranull-build run") != std::string::npos);
+    CHECK(fs::is_empty(out));  // nothing written beside the other run
+    ::close(fd);               // the other run ends: the folder is free
+    r = run(args);
+    INFO(r.err);
+    CHECK(r.status == 0);
+    CHECK(fs::exists(out / "report.json"));
 }
 
 TEST_CASE("weight-only methods without calibration, plain export, a subset of layers") {

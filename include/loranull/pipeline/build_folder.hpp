@@ -11,7 +11,12 @@
 //
 // A folder is new (absent or empty), or holds a run of the same settings: then
 // the block files already written are skipped. Every file is published
-// atomically (io/atomic_file.hpp), so a block file that exists is complete.
+// atomically (io/atomic_file.hpp), so a block file that exists is complete,
+// and one run at a time holds OUT (an flock on the folder).
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -75,11 +80,12 @@ public:
         std::error_code ec;
         expect(settings);
         if (fs::exists(out) && !fs::is_directory(out)) refuse_input("--out ", out_, " exists and is not a folder");
-        if (!fs::exists(out) || fs::is_empty(out, ec)) {
+        fs::create_directories(out, ec);
+        if (ec) refuse_input("cannot create ", out.string(), ": ", ec.message());
+        lock();
+        if (fs::is_empty(out, ec)) {
             // build.json first: a folder interrupted after it resumes, one
             // interrupted before it is still empty.
-            fs::create_directories(out, ec);
-            if (ec) refuse_input("cannot create ", out.string(), ": ", ec.message());
             io::write_text_atomically(out / "build.json", settings.dump(2) + "\n");
             fs::create_directories(out / "blocks", ec);
             if (ec) refuse_input("cannot create ", (out / "blocks").string(), ": ", ec.message());
@@ -155,9 +161,27 @@ public:
         std::filesystem::remove_all(std::filesystem::path(out_) / "blocks", ec);
     }
 
+    BuildFolder(const BuildFolder&) = delete;
+    BuildFolder& operator=(const BuildFolder&) = delete;
+    ~BuildFolder() {
+        if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the lock
+    }
+
 private:
+    /// An exclusive flock on the folder itself, held until the builder is
+    /// done (the kernel drops it if the process dies): a second run on the
+    /// same OUT is refused instead of interleaving its files with this one's.
+    void lock() {
+        lock_fd_ = ::open(out_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (lock_fd_ < 0) refuse_input("--out ", out_, ": cannot open the folder to lock it");
+        if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0)
+            refuse_input("--out ", out_, " is in use by another loranull-build run (its lock is held): wait for it "
+                                         "to finish, or write to another folder");
+    }
+
     std::string out_;
     std::string settings_hash_;
+    int lock_fd_ = -1;
 };
 
 }  // namespace loranull::pipeline
