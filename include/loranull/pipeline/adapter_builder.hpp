@@ -409,13 +409,10 @@ private:
         if (d.owner == 0) return;
         const auto t = Clock::now();
         if (ranks_.rank() == d.owner) ranks_.comm().send(d.output.pack(), 0);
-        if (ranks_.is_root()) {
-            const BlockOutput output = BlockOutput::unpack(ranks_.comm().receive(d.owner));
-            timings_.reduction += seconds_since(t);
-            ranks_.locally([&] { publish(d.layer, output); });  // billed to block writes
-        } else {
-            timings_.reduction += seconds_since(t);
-        }
+        BlockOutput received;
+        if (ranks_.is_root()) received = BlockOutput::unpack(ranks_.comm().receive(d.owner));
+        timings_.reduction += seconds_since(t);
+        if (ranks_.is_root()) ranks_.locally([&] { publish(d.layer, received); });  // billed to block writes
         d = Delivery{};
     }
 
