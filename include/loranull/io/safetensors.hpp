@@ -12,7 +12,11 @@
 //
 // The reader trusts nothing: the header length, every dtype, shape and offset
 // pair is validated against the file's size (no overflow, no overlap, byte
-// count = product(shape) * dtype size) before a single data byte is read.
+// count = product(shape) * dtype size) before a single data byte is read. Nor
+// does it trust the file to stay as it was: every read first checks that the
+// path still names the file it opened (device, inode, size, modification
+// time), so a file replaced, rewritten or truncated while a long run reads it
+// is refused by name instead of read half old, half new.
 
 #include <algorithm>
 #include <cstdint>
@@ -23,11 +27,18 @@
 #include <map>
 #include <set>
 #include <string>
+#include <system_error>
+#include <utility>
 #include <vector>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
 #include "loranull/core/error.hpp"
+#include "loranull/core/hash.hpp"
 #include "loranull/core/host_matrix.hpp"
 #include "loranull/io/dtype.hpp"
 #include "loranull/io/safetensors_writer.hpp"
@@ -55,6 +66,57 @@ struct TensorInfo {
     }
 };
 
+namespace detail {
+
+/// A file open for reading (POSIX descriptor, closed on destruction) and what
+/// identifies it: the same device, inode, size and modification time mean the
+/// same bytes, as far as a reader can tell without reading them all.
+class ReadOnlyFile {
+public:
+    struct Identity {
+        dev_t device = 0;
+        ino_t inode = 0;
+        off_t bytes = 0;
+        std::int64_t modified_ns = 0;
+        bool operator==(const Identity&) const = default;
+    };
+
+    ReadOnlyFile(const std::filesystem::path& path, const std::string& where)
+        : fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
+        require(fd_ >= 0, where, "cannot open the file: ", std::generic_category().message(errno));
+        struct stat st {};
+        require(::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode), where, "is not a regular file");
+        identity_ = {st.st_dev, st.st_ino, st.st_size,
+                     std::int64_t(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec};
+    }
+    ReadOnlyFile(ReadOnlyFile&& other) noexcept : fd_(std::exchange(other.fd_, -1)), identity_(other.identity_) {}
+    ReadOnlyFile& operator=(ReadOnlyFile&&) = delete;
+    ~ReadOnlyFile() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+
+    const Identity& identity() const { return identity_; }
+    std::uint64_t size() const { return static_cast<std::uint64_t>(identity_.bytes); }
+
+    /// n bytes at `offset` into `out`; false if the file ends first.
+    bool read_at(std::uint64_t offset, void* out, std::size_t n) const {
+        auto* p = static_cast<char*>(out);
+        while (n > 0) {
+            const ssize_t got = ::pread(fd_, p, n, static_cast<off_t>(offset));
+            if (got < 0 && errno == EINTR) continue;
+            if (got <= 0) return false;
+            p += got, n -= static_cast<std::size_t>(got), offset += static_cast<std::uint64_t>(got);
+        }
+        return true;
+    }
+
+private:
+    int fd_;
+    Identity identity_;
+};
+
+}  // namespace detail
+
 /// A safetensors file opened for reading; the header is parsed and validated
 /// at open, tensors are read on demand.
 class SafetensorsReader {
@@ -64,23 +126,23 @@ public:
 
     explicit SafetensorsReader(std::filesystem::path path) : path_(std::move(path)) {
         const std::string where = "io::SafetensorsReader(" + path_.string() + ")";
-        std::ifstream in(path_, std::ios::binary);
-        require(bool(in), where, "cannot open the file");
-        std::error_code ec;
-        const std::uint64_t file_size = std::filesystem::file_size(path_, ec);
-        require(!ec, where, "cannot read the file size: ", ec.message());
+        const detail::ReadOnlyFile in(path_, where);
+        identity_ = in.identity();
+        const std::uint64_t file_size = in.size();
         require(file_size >= 8, where, "file is ", file_size, " bytes, shorter than the 8-byte header length");
 
         unsigned char length_bytes[8];
-        in.read(reinterpret_cast<char*>(length_bytes), 8);
+        require(in.read_at(0, length_bytes, 8), where, "could not read the header length");
         std::uint64_t header_bytes = 0;
         for (int i = 7; i >= 0; --i) header_bytes = (header_bytes << 8) | length_bytes[i];
         require(header_bytes <= max_header_bytes && header_bytes <= file_size - 8, where, "header length ",
                 header_bytes, " exceeds the file (", file_size, " bytes) or the ", max_header_bytes, "-byte limit");
 
         std::string header(static_cast<std::size_t>(header_bytes), '\0');
-        in.read(header.data(), static_cast<std::streamsize>(header_bytes));
-        require(bool(in), where, "could not read the ", header_bytes, "-byte header");
+        require(in.read_at(8, header.data(), header.size()), where, "could not read the ", header_bytes, "-byte header");
+        Fnv1a header_hash;
+        header_hash.add(header.data(), header.size());
+        header_hash_ = header_hash.value();
         data_start_ = 8 + header_bytes;
         const std::uint64_t data_bytes = file_size - data_start_;
 
@@ -116,6 +178,28 @@ public:
     }
 
     const std::filesystem::path& path() const { return path_; }
+
+    /// What the file's content is known by without reading all of it (16 hex
+    /// digits, the same on every machine): the hash of its header, its size
+    /// and 16 slices of 4 KiB spread evenly over its data. Two checkpoints of
+    /// one architecture with other weights differ in it.
+    std::string fingerprint() const {
+        const char* where = "io::SafetensorsReader::fingerprint";
+        const detail::ReadOnlyFile in = reopen(where);
+        Fnv1a h;
+        h.add(&header_hash_, sizeof header_hash_);
+        const std::uint64_t size = in.size(), data_bytes = size - data_start_, slice = 4096, slices = 16;
+        h.add(&size, sizeof size);
+        std::vector<char> buffer(slice);
+        for (std::uint64_t k = 0; k < slices && data_bytes > 0; ++k) {
+            const std::uint64_t at = data_start_ + (data_bytes > slice ? (data_bytes - slice) * k / (slices - 1) : 0);
+            const auto n = static_cast<std::size_t>(std::min(slice, size - at));
+            require(in.read_at(at, buffer.data(), n), where, "could not read ", path_.string(),
+                    " (the file is shorter than when it was opened)");
+            h.add(buffer.data(), n);
+        }
+        return h.hex();
+    }
     const std::map<std::string, std::string>& metadata() const { return metadata_; }
     const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
     bool contains(const std::string& name) const { return tensors_.count(name) != 0; }
@@ -168,16 +252,14 @@ public:
     void copy_tensor(const std::string& name, std::ostream& out) const {
         const char* where = "io::SafetensorsReader::copy_tensor";
         const TensorInfo& t = info(name);
-        std::ifstream in(path_, std::ios::binary);
-        in.seekg(static_cast<std::streamoff>(data_start_ + t.begin));
+        const detail::ReadOnlyFile in = reopen(where);
         std::vector<char> buffer(std::min<std::uint64_t>(t.end - t.begin, std::uint64_t(1) << 22));
-        for (std::uint64_t left = t.end - t.begin; left > 0;) {
-            const auto n = static_cast<std::streamsize>(std::min<std::uint64_t>(left, buffer.size()));
-            in.read(buffer.data(), n);
-            require(in.gcount() == n, where, "could not read tensor '", name, "' from ", path_.string(),
-                    " (file changed since it was opened?)");
-            out.write(buffer.data(), n);
-            left -= static_cast<std::uint64_t>(n);
+        for (std::uint64_t at = data_start_ + t.begin, left = t.end - t.begin; left > 0;) {
+            const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(left, buffer.size()));
+            require(in.read_at(at, buffer.data(), n), where, "could not read tensor '", name, "' from ",
+                    path_.string(), " (the file is shorter than when it was opened)");
+            out.write(buffer.data(), static_cast<std::streamsize>(n));
+            at += n, left -= n;
         }
     }
 
@@ -258,15 +340,31 @@ private:
 
     std::vector<unsigned char> read_bytes(const TensorInfo& t) const {
         std::vector<unsigned char> bytes(static_cast<std::size_t>(t.end - t.begin));
-        std::ifstream in(path_, std::ios::binary);
-        in.seekg(static_cast<std::streamoff>(data_start_ + t.begin));
-        in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-        require(bool(in) || bytes.empty(), "io::SafetensorsReader", "could not read tensor '", t.name, "' from ",
-                path_.string(), " (file changed since it was opened?)");
+        const detail::ReadOnlyFile in = reopen("io::SafetensorsReader");
+        require(in.read_at(data_start_ + t.begin, bytes.data(), bytes.size()), "io::SafetensorsReader",
+                "could not read tensor '", t.name, "' from ", path_.string(),
+                " (the file is shorter than when it was opened)");
         return bytes;
     }
 
+    /// The file again, refused if it is no longer the one the header was read from.
+    detail::ReadOnlyFile reopen(const std::string& where) const {
+        detail::ReadOnlyFile in(path_, where + ": " + path_.string());
+        const auto& now = in.identity();
+        const char* rule = "): a file must not change while loranull reads it";
+        if (now.device != identity_.device || now.inode != identity_.inode)
+            fail(where, path_.string(), " changed since it was opened (replaced by another file", rule);
+        if (now.bytes != identity_.bytes)
+            fail(where, path_.string(), " changed since it was opened (its size went from ", identity_.bytes, " to ",
+                 now.bytes, " bytes", rule);
+        if (now != identity_)
+            fail(where, path_.string(), " changed since it was opened (rewritten: its modification time changed", rule);
+        return in;
+    }
+
     std::filesystem::path path_;
+    detail::ReadOnlyFile::Identity identity_;
+    std::uint64_t header_hash_ = 0;
     std::uint64_t data_start_ = 0;
     std::map<std::string, std::string> metadata_;
     std::map<std::string, TensorInfo> tensors_;

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "loranull/core/error.hpp"
+#include "loranull/core/hash.hpp"
 #include "loranull/core/types.hpp"
 #include "loranull/io/dtype.hpp"
 #include "loranull/linalg/covariance.hpp"
@@ -114,25 +115,6 @@ inline std::vector<Index> parse_layer_list(const std::string& text, Index layers
     if (out.empty()) refuse_request(option, " selects no layer");
     return {out.begin(), out.end()};
 }
-
-/// FNV-1a 64 of some bytes, as 16 hex digits: identifies settings and files.
-class Fnv1a {
-public:
-    void add(const char* data, std::size_t size) {
-        for (std::size_t i = 0; i < size; ++i) {
-            hash_ ^= static_cast<unsigned char>(data[i]);
-            hash_ *= 1099511628211ull;
-        }
-    }
-    std::string hex() const {
-        char text[17];
-        std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(hash_));
-        return text;
-    }
-
-private:
-    std::uint64_t hash_ = 1469598103934665603ull;
-};
 
 inline std::string text_hash(const std::string& text) {
     Fnv1a h;

@@ -42,16 +42,14 @@ struct BuildTimings {
     }
 };
 
-/// Everything the outputs depend on: the checkpoint (its config and file
-/// sizes), the calibration file's hash and the selection from it, and every
+/// Everything the outputs depend on: the checkpoint (its config and each
+/// file's fingerprint: header, size, sampled data), the calibration
+/// file's hash and the selection from it, and every
 /// option that changes a number in the outputs.
 inline nlohmann::json settings_json(const BuildOptions& o, const std::vector<Index>& layers,
                                     io::HfCheckpointReader& checkpoint, const CalibrationTokens& calibration, Index batch) {
-    nlohmann::json files = nlohmann::json::object();
-    for (const std::string& f : checkpoint.files()) {
-        std::error_code ec;
-        files[f] = static_cast<std::int64_t>(std::filesystem::file_size(checkpoint.dir() / f, ec));
-    }
+    nlohmann::json files = nlohmann::json::object();  // a checkpoint rewritten since the run began does not resume it
+    for (const std::string& f : checkpoint.files()) files[f] = checkpoint.reader(f).fingerprint();
     nlohmann::json s = nlohmann::json::object();
     s["format"] = settings_format;
     s["model_config"] = text_hash(checkpoint.config_json().dump());
