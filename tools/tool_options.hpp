@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -162,7 +163,10 @@ private:
 
 /// A tool's main: runs `body`, maps every error to one line on stderr and the
 /// exit status above. `before_error` runs first (e.g. to end a progress bar's line).
+/// A file-size limit (ulimit -f) then fails a write as a full disk does, by
+/// name, instead of killing the tool with SIGXFSZ.
 inline int run_tool(const char* tool, const std::function<int()>& body, const std::function<void()>& before_error = {}) {
+    std::signal(SIGXFSZ, SIG_IGN);
     auto report = [&](const std::string& message) {
         if (before_error) before_error();
         std::string line = message;

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -51,9 +52,13 @@ inline void write_file_atomically(const std::filesystem::path& path, const std::
         {
             std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
             require(bool(out), where, "cannot create ", tmp.string());
+            errno = 0;
             write(out);
             out.close();  // flushes: a failed last write shows here
-            require(!out.fail(), where, "writing ", tmp.string(), " failed (disk full?)");
+            const int error = errno;
+            require(!out.fail(), where, "cannot write ", path.string(), " (writing ", tmp.string(), " failed: ",
+                    error != 0 ? std::generic_category().message(error) : std::string("unknown error"),
+                    "; disk full?)");
         }
         detail::sync_path(tmp, false, where);
         std::error_code ec;

@@ -19,6 +19,7 @@
 // fsync, rename): complete or absent.
 
 #include <bit>
+#include <cerrno>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -26,6 +27,7 @@
 #include <ostream>
 #include <sstream>
 #include <string>
+#include <system_error>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -78,10 +80,15 @@ inline void encode_safetensors(std::ostream& out, const std::string& file,
     out.write(text.data(), static_cast<std::streamsize>(text.size()));
     for (const StreamedTensor& t : tensors) {
         const auto before = out.tellp();
+        errno = 0;
         t.write(out);
-        require(bool(out) && static_cast<std::uint64_t>(out.tellp() - before) == t.bytes(), where, "tensor '", t.name,
-                "' of ", file, ": its writer produced ", std::int64_t(out.tellp() - before), " bytes, the header promises ",
-                t.bytes());
+        if (!out) {  // the disk, not the writer: say so, as write_file_atomically does
+            const int error = errno;
+            fail(where, "cannot write ", file, " (at tensor '", t.name, "': ",
+                 error != 0 ? std::generic_category().message(error) : std::string("unknown error"), "; disk full?)");
+        }
+        require(static_cast<std::uint64_t>(out.tellp() - before) == t.bytes(), where, "tensor '", t.name, "' of ", file,
+                ": its writer produced ", std::int64_t(out.tellp() - before), " bytes, the header promises ", t.bytes());
     }
 }
 

@@ -83,9 +83,11 @@ public:
         fs::create_directories(out, ec);
         if (ec) refuse_input("cannot create ", out.string(), ": ", ec.message());
         lock();
+        // A run killed while writing build.json leaves build.json.tmp alone: still a new folder.
+        if (!fs::exists(out / "build.json") && fs::exists(out / "build.json.tmp")) fs::remove(out / "build.json.tmp", ec);
         if (fs::is_empty(out, ec)) {
             // build.json first: a folder interrupted after it resumes, one
-            // interrupted before it is still empty.
+            // interrupted before it is new (empty, or build.json.tmp alone).
             io::write_text_atomically(out / "build.json", settings.dump(2) + "\n");
             fs::create_directories(out / "blocks", ec);
             if (ec) refuse_input("cannot create ", (out / "blocks").string(), ": ", ec.message());
