@@ -36,6 +36,7 @@ struct RankReport {
     Index structural_zeros = 0;         // max(0, n - tokens) when the token count is known, else 0
     double tolerance = 0;               // absolute threshold for "numerically zero"
     bool deficient = false;             // more than r zero eigenvalues
+    Index negative_eigenvalues_clamped = 0;  // of the r + 1: in [-tolerance, 0) from rounding, set to 0
 
     /// One line for logs; empty when not deficient.
     std::string message() const {
@@ -139,6 +140,17 @@ NullSpace<Bk, typename M::Scalar> null_space_impl(Bk& b, const M& c, Index r, st
                            ? options.zero_tolerance
                            : 10.0 * std::numeric_limits<T>::epsilon() *
                                  static_cast<double>(largest_eigenvalue_estimate(b, c));
+    // Rounding makes exact zeros come out as tiny values of either sign; C is
+    // PSD, so a negative one is a zero: clamped (and counted). One below
+    // -tolerance is no rounding: C is not a covariance.
+    for (T& v : pairs.values) {
+        if (v >= T(0)) continue;
+        require(-static_cast<double>(v) <= report.tolerance, where, "C is not positive semi-definite: eigenvalue ", v,
+                " is below -", report.tolerance, " (rounding gives at most that; a covariance X X^T has no negative "
+                "eigenvalue)");
+        v = T(0);
+        ++report.negative_eigenvalues_clamped;
+    }
     for (T v : pairs.values)
         if (std::abs(static_cast<double>(v)) <= report.tolerance) ++report.zero_eigenvalues_seen;
     report.structural_zeros = tokens >= 0 ? std::max<Index>(0, n - static_cast<Index>(std::min<std::int64_t>(tokens, n))) : 0;

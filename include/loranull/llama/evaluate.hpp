@@ -51,7 +51,10 @@ NllResult sequence_nll(LlamaModel<Bk, T>& model, const std::vector<std::int32_t>
                 targets[static_cast<std::size_t>(s * seq_len + t)] = input[static_cast<std::size_t>(s * seq_len + t + 1)];
         const auto logits = model.forward(input, seq_len);
         const Index predicted = count * (seq_len - 1);
-        result.total += model.backend().cross_entropy_forward(logits, targets, probs) * double(predicted);
+        const double batch_nll = model.backend().cross_entropy_forward(logits, targets, probs);
+        require(std::isfinite(batch_nll), where, "the logits of sequences ", first, " .. ", first + count - 1,
+                " hold NaN or Inf (a weight of the model holds NaN or Inf, or overflows)");
+        result.total += batch_nll * double(predicted);
         result.predictions += predicted;
         if (on_logits) on_logits(first, logits);
     }

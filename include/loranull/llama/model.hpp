@@ -168,7 +168,11 @@ public:
                 " targets");
         const Matrix logits = forward(tokens, seq_len);
         cache_.targets = targets;
-        return backend_->cross_entropy_forward(logits, targets, cache_.probs);
+        const double value = backend_->cross_entropy_forward(logits, targets, cache_.probs);
+        // One scalar per step: a diverged run stops here, by name, not steps later as NaN weights.
+        require(std::isfinite(value), "LlamaModel::loss", "the loss is ", value,
+                " (NaN or Inf in the weights or the logits: a learning rate too high, or a bad checkpoint)");
+        return value;
     }
 
     /// Zeroes (allocating) the gradients of everything that trains.
