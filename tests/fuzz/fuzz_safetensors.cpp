@@ -1,7 +1,7 @@
 // libFuzzer target for io::SafetensorsReader.
 //
-// Each input is written to a private temporary file (the reader takes a path),
-// opened, and every tensor in it is read back: floating tensors as matrices of
+// Each input is written to a file of a private folder (the reader takes a
+// path), opened, and every tensor in it is read back: floating tensors as matrices of
 // float and double, integer tensors as integers. Any loranull::error is the
 // expected outcome for a bad file; anything else (another exception type, a
 // sanitizer report, a hang) is a bug in the reader.
@@ -12,42 +12,15 @@
 // (replay_main.cpp) so that every compiler replays the seed corpus as a test.
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <string>
-
-#include <unistd.h>
 
 #include <loranull/io/safetensors.hpp>
 
-namespace {
-
-/// One file per process (libFuzzer's -jobs run several), removed after each
-/// input: libFuzzer leaves through _Exit, which runs no destructors.
-const std::filesystem::path& input_path() {
-    static const std::filesystem::path path =
-        std::filesystem::temp_directory_path() / ("loranull_fuzz_" + std::to_string(::getpid()) + ".safetensors");
-    return path;
-}
-
-struct RemoveAfterInput {
-    ~RemoveAfterInput() {
-        std::error_code ec;
-        std::filesystem::remove(input_path(), ec);
-    }
-};
-
-}  // namespace
+#include "fuzz_input.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    const std::filesystem::path& path = input_path();
-    const RemoveAfterInput cleanup;
-    {
-        std::ofstream out(path, std::ios::binary | std::ios::trunc);
-        out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
-        if (!out) return 0;  // cannot exercise the reader without its file
-    }
+    const fuzz_input::Scratch scratch;
+    if (!scratch.write("input.safetensors", fuzz_input::parts(data, size, 1)[0])) return 0;
+    const auto path = scratch.path("input.safetensors");
     try {
         loranull::io::SafetensorsReader reader(path);
         for (const auto& [name, info] : reader.tensors()) {

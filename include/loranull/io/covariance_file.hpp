@@ -12,9 +12,12 @@
 // not C, is stored so that a loaded accumulator can keep accumulating and
 // merging; the values round-trip bit-exactly.
 
+#include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <string>
 
 #include "loranull/core/error.hpp"
@@ -93,8 +96,9 @@ Covariance<Bk, T> load_covariance(Bk& b, const std::filesystem::path& path) {
     info.samples = detail::parse_count(meta, "samples", where);
     const std::string divisor = get("reference_divisor");
     auto [ptr, ec] = std::from_chars(divisor.data(), divisor.data() + divisor.size(), info.reference_divisor);
-    require(ec == std::errc() && ptr == divisor.data() + divisor.size(), where, "reference_divisor '", divisor,
-            "' is not a number");
+    require(ec == std::errc() && ptr == divisor.data() + divisor.size() && std::isfinite(info.reference_divisor) &&
+                info.reference_divisor > 0,
+            where, "reference_divisor '", divisor, "' is not a positive number");
     const std::int64_t dim = detail::parse_count(meta, "dim", where);
 
     const io::TensorInfo& tensor = file.info("covariance");
@@ -102,7 +106,14 @@ Covariance<Bk, T> load_covariance(Bk& b, const std::filesystem::path& path) {
             "tensor 'covariance' does not have shape [", dim, ", ", dim, "]");
     require(tensor.dtype == (std::is_same_v<T, float> ? io::Dtype::F32 : io::Dtype::F64), where,
             "tensor 'covariance' is ", io::dtype_name(tensor.dtype), ", metadata says ", scalar_name<T>());
-    return Covariance<Bk, T>(b, b.upload(file.read_matrix<T>("covariance")), std::move(info));
+    HostMatrix<T> sum = file.read_matrix<T>("covariance");
+    require(all_finite(sum.data(), sum.size()), where, "tensor 'covariance' holds NaN or Inf");
+    double largest = 0;  // C = S / normaliser must be finite in T too
+    for (Index k = 0; k < sum.size(); ++k) largest = std::max(largest, std::abs(double(sum.data()[k])));
+    const double normaliser = info.normalisation == Normalisation::plain ? double(info.tokens) : info.reference_divisor;
+    require(info.tokens == 0 || largest / normaliser <= double(std::numeric_limits<T>::max()), where,
+            "tensor 'covariance' divided by ", normaliser, " overflows ", scalar_name<T>());
+    return Covariance<Bk, T>(b, b.upload(sum), std::move(info));
 }
 
 }  // namespace loranull::io

@@ -17,6 +17,7 @@
 #include <array>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <set>
@@ -330,22 +331,33 @@ public:
     }
 
     /// Every tensor a LLaMA model of this config needs, with its expected
-    /// shape {rows, cols} (cols = 1 for vectors), in Hugging Face's order.
+    /// shape {rows, cols} (cols = 1 for vectors), in Hugging Face's order
+    /// (of a config check_all has held against the files: one of 2^40 layers
+    /// would be listed).
     std::vector<std::pair<std::string, std::array<Index, 2>>> expected_tensors() const {
         const LlamaConfig& c = config_;
         std::vector<std::pair<std::string, std::array<Index, 2>>> out;
         out.push_back({"model.embed_tokens.weight", {c.vocab_size, c.dim}});
         for (Index l = 0; l < c.n_layers; ++l) {
-            const std::string prefix = "model.layers." + std::to_string(l) + ".";
-            out.push_back({prefix + "input_layernorm.weight", {c.dim, 1}});
-            out.push_back({prefix + "post_attention_layernorm.weight", {c.dim, 1}});
-            for (ProjectionKind kind : all_projections) {
-                out.push_back({prefix + projection_path(kind) + ".weight", projection_shape(kind)});
-                if (has_bias(c, kind)) out.push_back({prefix + projection_path(kind) + ".bias", {projection_shape(kind)[0], 1}});
-            }
+            auto layer = expected_tensors_of_layer(l);
+            out.insert(out.end(), std::make_move_iterator(layer.begin()), std::make_move_iterator(layer.end()));
         }
         out.push_back({"model.norm.weight", {c.dim, 1}});
         if (!c.tied_embeddings) out.push_back({"lm_head.weight", {c.vocab_size, c.dim}});
+        return out;
+    }
+
+    /// The tensors of block `l` alone (norms, projections, biases), in Hugging Face's order.
+    std::vector<std::pair<std::string, std::array<Index, 2>>> expected_tensors_of_layer(Index l) const {
+        const LlamaConfig& c = config_;
+        std::vector<std::pair<std::string, std::array<Index, 2>>> out;
+        const std::string prefix = "model.layers." + std::to_string(l) + ".";
+        out.push_back({prefix + "input_layernorm.weight", {c.dim, 1}});
+        out.push_back({prefix + "post_attention_layernorm.weight", {c.dim, 1}});
+        for (ProjectionKind kind : all_projections) {
+            out.push_back({prefix + projection_path(kind) + ".weight", projection_shape(kind)});
+            if (has_bias(c, kind)) out.push_back({prefix + projection_path(kind) + ".bias", {projection_shape(kind)[0], 1}});
+        }
         return out;
     }
 
@@ -354,9 +366,23 @@ public:
 
     /// Checks every expected tensor (file present, tensor present, shape,
     /// floating-point dtype) from the headers alone, reading no data: a bad
-    /// checkpoint is refused before any work starts.
+    /// checkpoint is refused before any work starts. The config is first held
+    /// against the files, so that one claiming 2^40 layers is refused here
+    /// rather than listed; after check_all, every size of the config is that of
+    /// a tensor in a file, so allocating the model cannot ask for more.
     void check_all() {
+        const std::size_t held = tensors_held();
+        const Index per_layer = static_cast<Index>(expected_tensors_of_layer(0).size());
+        const Index fixed = config_.tied_embeddings ? 2 : 3;
+        require(config_.n_layers <= (static_cast<Index>(held) - fixed) / per_layer, where_, "config.json: ",
+                config_.n_layers, " layers need ", per_layer, " tensors each, but the checkpoint's files hold ", held,
+                " tensors in all (num_hidden_layers does not match the weights)");
         for (const auto& [name, shape] : expected_tensors()) checked_info(name, shape[0], shape[1]);
+    }
+
+    /// How many tensors the checkpoint's files hold (the index's entries when sharded).
+    std::size_t tensors_held() {
+        return sharded() ? file_of_.size() : reader("model.safetensors").tensors().size();
     }
 
     /// Block `layer` alone (norms and the seven projections), read and checked.
@@ -392,6 +418,7 @@ private:
 template <Real T, class Bk>
 LlamaModel<Bk, T> load_hf_checkpoint(Bk& b, const std::filesystem::path& dir) {
     HfCheckpointReader checkpoint(dir, "load_hf_checkpoint(" + dir.string() + ")");
+    checkpoint.check_all();  // before the model's allocation: its sizes are then the files'
     LlamaModel<Bk, T> model(b, checkpoint.config());
     const LlamaConfig& c = model.config;
     model.embed = b.transpose(b.upload(checkpoint.read<T>("model.embed_tokens.weight", c.vocab_size, c.dim)));

@@ -23,6 +23,7 @@
 #include <map>
 #include <regex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -132,6 +133,8 @@ inline PeftAdapter read_peft_adapter(const std::filesystem::path& dir) {
         const double r = double(m.A.rows());
         const double module_alpha = detail::pattern_value(alpha_pattern, m.path, alpha, where);
         m.scaling = rslora ? module_alpha / std::sqrt(r) : module_alpha / r;
+        require(std::isfinite(m.scaling), where, "module ", m.path, ": the scaling lora_alpha / r = ", module_alpha,
+                " / ", r, " is not finite");
         adapter.modules.push_back(std::move(m));
     }
     require(!adapter.modules.empty(), where, "adapter_model.safetensors holds no lora_A/lora_B pair");
@@ -156,7 +159,10 @@ void merge_peft_adapter(LlamaModel<Bk, T>& model, const PeftAdapter& adapter) {
         require(m.B.rows() == w.rows() && m.A.cols() == w.cols(), where, "module ", m.path, ": B A is ",
                 shape_string(m.B.rows(), m.A.cols()), ", the weight is ", shape_string(w.rows(), w.cols()));
         b.gemm(Op::none, Op::none, m.scaling, b.upload(m.B), b.upload(m.A), 1.0, w);
-        target->weight = b.template convert<T>(w);
+        auto merged = b.template convert<T>(w);
+        require(b.all_finite(merged), where, "module ", m.path, ": W + ", m.scaling,
+                " B A overflows (NaN or Inf in the merged weight: lora_alpha / r too large for the factors)");
+        target->weight = std::move(merged);
     }
 }
 
