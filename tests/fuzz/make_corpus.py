@@ -299,10 +299,10 @@ def argv(tool, *args):
     return bytes([tool]) + b"\0".join(a.encode() for a in args)
 
 
-write("init", argv(0, "--weights", "w.safetensors", "--activations", "x.safetensors", "--method", "loranull",
+write("init", argv(0, "--weights", "w.safetensors", "--activations", "x.safetensors", "--method", "lora-null",
                    "--rank", "4", "--alpha", "8", "--seed", "1", "--out", "o.safetensors"), "command_line")
-write("init_covariance", argv(0, "--weights=w", "--covariance=c", "--method=corda", "--rank=2", "--out=o"), "command_line")
-write("build", argv(1, "--model", "m", "--calib", "ids.safetensors", "--method", "loranull-v2", "--rank", "8",
+write("init_covariance", argv(0, "--weights=w", "--covariance=c", "--method=corda-kpm", "--rank=2", "--out=o"), "command_line")
+write("build", argv(1, "--model", "m", "--calib", "ids.safetensors", "--method", "lora-null-v2", "--rank", "8",
                     "--out", "out", "--samples", "4", "--seq-len", "16", "--batch", "2", "--layers", "0,2-3",
                     "--normalisation", "reference", "--dtype", "bf16", "--export", "peft", "--device", "cpu",
                     "--save-covariances", "--keep-blocks", "--hidden-on-host", "--stop-after-blocks", "1"), "command_line")
