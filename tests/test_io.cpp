@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -146,6 +147,50 @@ TEST_CASE("safetensors reader: every malformed file is a clear error, never a cr
     // A 3-D tensor opens fine but is not a matrix.
     io::SafetensorsReader cube(raw_file("cube.safetensors", R"({"t":{"dtype":"F32","shape":[1,1,1],"data_offsets":[0,4]}})", 4));
     CHECK(test::error_message([&] { cube.read_matrix<float>("t"); }).find("3 dimensions") != std::string::npos);
+}
+
+TEST_CASE("safetensors reader: a file that changes after it was opened is refused by name, and fingerprints tell contents apart") {
+    const fs::path path = temp_path("changing.safetensors");
+    HostMatrix<float> m(64, 64);
+    for (Index k = 0; k < m.size(); ++k) m.data()[k] = float(k % 97);
+    auto write = [&](float first) {
+        m(0, 0) = first;
+        io::SafetensorsWriter w;
+        w.add("t", m, io::Dtype::F32);
+        w.write(path);
+    };
+    write(1);
+    const std::string before = io::SafetensorsReader(path).fingerprint();
+    CHECK(io::SafetensorsReader(path).fingerprint() == before);  // the same on every open
+    {
+        // Replaced: write() publishes by rename, so the path names another inode.
+        const io::SafetensorsReader r(path);
+        write(2);
+        const std::string message = test::error_message([&] { r.read_matrix<float>("t"); });
+        CHECK(message.find(path.string() + " changed since it was opened (replaced by another file)") != std::string::npos);
+        CHECK(io::SafetensorsReader(path).fingerprint() != before);  // the first value lies in a sampled slice
+    }
+    {
+        // Truncated in place.
+        const io::SafetensorsReader r(path);
+        fs::resize_file(path, fs::file_size(path) - 100);
+        const std::string message = test::error_message([&] { r.read_matrix<double>("t"); });
+        CHECK(message.find("changed since it was opened (its size went from") != std::string::npos);
+    }
+    {
+        // Rewritten in place, same size: the modification time tells (set ahead, as a later write would).
+        write(3);
+        const io::SafetensorsReader r(path);
+        {
+            std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+            f.seekp(-4, std::ios::end);
+            f.write("\0\0\0\0", 4);
+        }
+        fs::last_write_time(path, fs::last_write_time(path) + std::chrono::seconds(1));
+        const std::string message = test::error_message([&] { r.read_matrix<float>("t"); });
+        CHECK(message.find("changed since it was opened (rewritten: its modification time changed)") != std::string::npos);
+    }
+    fs::remove(path);
 }
 
 TEST_CASE_TEMPLATE("covariance files round-trip bit-exactly, and keep accumulating", T, float, double) {
@@ -308,7 +353,11 @@ TEST_CASE("write_safetensors: memory stays bounded by one tensor while a file of
     const long long growth = peak_resident_bytes() - before;
     const long long one_tensor = n * n * 8, written = 12 * n * n * 4;
     MESSAGE("peak grew by ", growth / (1 << 20), " MiB while writing ", written / (1 << 20), " MiB");
+#if defined(__SANITIZE_ADDRESS__)
+    MESSAGE("the peak is not checked under AddressSanitizer: its quarantine keeps freed tensors resident");
+#else
     CHECK(growth < 2 * one_tensor);
+#endif
     const io::SafetensorsReader r(path);
     CHECK(r.info("t11").end - r.info("t11").begin == std::uint64_t(n * n * 4));
     CHECK(r.read_matrix<float>("t7")(n - 1, n - 1) == 7.0f);
