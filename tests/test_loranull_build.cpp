@@ -7,6 +7,8 @@
 // covariances equal those of a whole-model calibration; the input's sharding
 // and dtypes are kept; resuming after an interrupted run gives identical files;
 // every bad input gives one clear error line and writes nothing.
+#include <limits>
+
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
@@ -379,6 +381,54 @@ TEST_CASE("bad input: one error line, exit status, nothing written") {
         INFO(r.err);
         CHECK(r.status == 0);
         CHECK(r.err.find("warning: calibration has 48 tokens") != std::string::npos);
+    }
+    // Numerical bad input, met once the run is under way (a block's weights are
+    // read when its turn comes): one line, exit 1, and no adapter is published.
+    {
+        const fs::path m = copy_model(fx.a_f32, "nan_weight");
+        const std::string shard = "model-00002-of-00002.safetensors";
+        io::SafetensorsReader in(fx.a_f32 / shard);
+        io::SafetensorsWriter w;
+        for (const auto& [name, info] : in.tensors()) {
+            HostMatrix<float> t = in.read_matrix<float>(name);
+            if (name == "model.layers.1.mlp.gate_proj.weight") t(3, 5) = std::numeric_limits<float>::quiet_NaN();
+            w.add(name, t, info.dtype);
+        }
+        w.write(m / shard);
+        const fs::path out = bad / "out_nan";
+        const Result r = run("--model " + q(m) + calib + " --method lora-null --rank 4 --out " + q(out));
+        INFO(r.err);
+        CHECK(r.status == 1);
+        const std::string last_line = r.err.substr(r.err.rfind('\n', r.err.size() - 2) + 1);  // after the progress lines
+        CHECK(last_line.rfind("loranull-build: error: ", 0) == 0);
+        CHECK(last_line.find("'model.layers.1.mlp.gate_proj.weight' in model-00002-of-00002.safetensors holds NaN or Inf") !=
+              std::string::npos);
+        CHECK(!fs::exists(out / "adapter"));
+    }
+    // A rank above min(m, n) of every projection.
+    {
+        const fs::path out = bad / "out_rank";
+        const Result r = run("--model " + q(fx.a_f32) + calib + " --method pissa --rank 4096 --out " + q(out));
+        INFO(r.err);
+        CHECK((r.status == 1 || r.status == 2));
+        CHECK(line_count(r.err) == 1);
+        CHECK(r.err.find("rank") != std::string::npos);
+        CHECK(r.err.find("4096") != std::string::npos);
+        CHECK(!fs::exists(out / "adapter"));
+    }
+    // Sequences of a single token calibrate (rank-deficient, so with --allow-rank-deficient), and every
+    // published factor is finite.
+    {
+        const fs::path out = bad / "out_single_token";
+        const Result r = run("--model " + q(fx.a_f32) + calib +
+                             " --seq-len 1 --method lora-null --rank 4 --allow-rank-deficient --out " + q(out));
+        INFO(r.err);
+        REQUIRE(r.status == 0);
+        const io::SafetensorsReader adapter(out / "adapter" / "adapter_model.safetensors");
+        for (const auto& [name, info] : adapter.tensors()) {
+            const HostMatrix<double> t = adapter.read_matrix<double>(name);
+            CHECK_MESSAGE(all_finite(t.data(), t.size()), name);
+        }
     }
     // An output folder that is neither empty nor a run of this tool.
     {

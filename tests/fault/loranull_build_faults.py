@@ -48,9 +48,9 @@ class Build:
         self.tool, self.work, self.mpirun = tool, work, mpirun
         self.model = os.path.join(work, "model")
         self.calib = os.path.join(work, "calib.safetensors")
-        subprocess.run([sys.executable, MAKE_CHECKPOINT, self.model, "--dim", "64", "--layers", "8", "--heads", "4",
-                        "--kv-heads", "2", "--hidden", "160", "--vocab", "256", "--shards", "2", "--calib",
-                        self.calib, "--samples", "24", "--seq-len", "64"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, MAKE_CHECKPOINT, self.model, "--dim", "128", "--layers", "8", "--heads", "4",
+                        "--kv-heads", "2", "--hidden", "384", "--vocab", "256", "--shards", "2", "--calib",
+                        self.calib, "--samples", "32", "--seq-len", "64"], check=True, stdout=subprocess.DEVNULL)
         self.shard2 = os.path.join(self.model, "model-00002-of-00002.safetensors")
 
     def command(self, out, ranks=1, extra=()):
