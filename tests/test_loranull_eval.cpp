@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -203,6 +204,18 @@ TEST_CASE("loranull-eval: every bad input is one error line and an exit status")
         w.add("base_model.model.lm_head.lora_B.weight", HostMatrix<float>(29, 2, 0.1f));
         w.write(bad / "foreign" / "adapter_model.safetensors");
     }
+    // Numerical bad input: a NaN in a factor; a lora_alpha whose merge overflows float.
+    for (const auto& [name, alpha, value] : {std::tuple<std::string, double, float>{"nan_factor", 2.0, std::nanf("")},
+                                             {"overflow", 1e300, 1.0f}}) {
+        fs::create_directories(bad / name);
+        std::ofstream(bad / name / "adapter_config.json") << json{{"peft_type", "LORA"}, {"r", 2}, {"lora_alpha", alpha}}.dump();
+        io::SafetensorsWriter w;
+        HostMatrix<float> a(2, 16, 0.1f);
+        a(1, 3) = value;
+        w.add("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", a);
+        w.add("base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight", HostMatrix<float>(16, 2, 0.1f));
+        w.write(bad / name / "adapter_model.safetensors");
+    }
     const std::string m = " --model " + q(fx.model), c = " --calib " + q(fx.calib);
     struct Case {
         std::string args;
@@ -222,6 +235,8 @@ TEST_CASE("loranull-eval: every bad input is one error line and an exit status")
         {m + c + " --adapter " + q(bad / "nowhere"), 1, "is not a folder"},
         {m + c + " --adapter " + q(bad / "dora"), 1, "use_dora = true is not supported"},
         {m + c + " --adapter " + q(bad / "foreign"), 1, "module lm_head is not a projection of this model"},
+        {m + c + " --adapter " + q(bad / "nan_factor"), 1, "module model.layers.0.self_attn.q_proj holds NaN or Inf"},
+        {m + c + " --adapter " + q(bad / "overflow"), 1, "module model.layers.0.self_attn.q_proj: W + 5e+299 B A overflows"},
     };
     for (const Case& k : cases) {
         const auto r = eval(k.args);
