@@ -138,6 +138,32 @@ def one_error_line(stderr, *needles):
     return lines[0]
 
 
+def command_line(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def descendants(root):
+    """Every process below root, from /proc (no procps needed)."""
+    parent = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    parent[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    found, frontier = [], [root]
+    while frontier:
+        children = [pid for pid, ppid in parent.items() if ppid in frontier]
+        found += children
+        frontier = children
+    return found
+
+
 def wait_for(path, process, timeout=60):
     """Polls until path exists (True) or the process ends (False)."""
     end = time.time() + timeout
@@ -345,9 +371,7 @@ def case_mpi_rank_killed(build, ref, args, work):
     wait_for(os.path.join(out, "blocks", "block-00000.safetensors"), p)
     time.sleep(rng.uniform(0.0, 0.05))
     expect(p.poll() is None, "the job ended before a rank could be killed")
-    ranks = subprocess.run(["pgrep", "-f", "-s", str(os.getpgid(p.pid)), "--", "--out " + out], capture_output=True,
-                           text=True).stdout.split()
-    ranks = [int(r) for r in ranks if int(r) != p.pid]
+    ranks = [pid for pid in descendants(p.pid) if build.tool in command_line(pid)]
     expect(len(ranks) >= 2, "found %d rank processes of mpirun %d" % (len(ranks), p.pid))
     victim = rng.choice(sorted(ranks))
     killed_at = time.time()
