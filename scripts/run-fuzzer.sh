@@ -28,6 +28,13 @@ shift; shift || true
 [ -f "tests/fuzz/fuzz_$name.cpp" ] || { echo "run-fuzzer.sh: no target tests/fuzz/fuzz_$name.cpp" >&2; exit 2; }
 build=${BUILD_DIR:-build-fuzz}
 jobs=${JOBS:-1}
+# libFuzzer comes with clang (Debian: clang, which pulls in libclang-rt-*-dev);
+# the rest of the dependencies are the test suite's.
+if ! command -v clang++ >/dev/null; then
+  if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && apt-get install -y -qq clang >/dev/null
+  else echo "run-fuzzer.sh: clang++ is needed (apt-get install clang)" >&2; exit 2; fi
+fi
+bash scripts/install-deps.sh
 
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ -DLORANULL_FUZZ=ON \
   -DLORANULL_FUZZ_REPLAY=OFF -DLORANULL_CUDA=OFF -DLORANULL_BUILD_BENCHMARKS=OFF -DLORANULL_BUILD_EXAMPLES=OFF >/dev/null
