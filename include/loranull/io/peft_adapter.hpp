@@ -86,15 +86,15 @@ inline PeftAdapter read_peft_adapter(const std::filesystem::path& dir) {
     } catch (const nlohmann::json::exception& e) {
         fail(where, "adapter_config.json is not valid JSON (", e.what(), ")");
     }
-    require(c.is_object() && c.value("peft_type", "") == "LORA", where, "adapter_config.json: peft_type is ",
+    require(c.is_object() && c.contains("peft_type") && c["peft_type"] == "LORA", where, "adapter_config.json: peft_type is ",
             c.contains("peft_type") ? c["peft_type"].dump() : "missing", ", expected \"LORA\"");
     require(c.contains("r") && c["r"].is_number() && c.contains("lora_alpha") && c["lora_alpha"].is_number(), where,
             "adapter_config.json needs numbers r and lora_alpha");
     for (const char* key : {"use_dora", "fan_in_fan_out"})
         require(!c.contains(key) || c[key].is_null() || c[key] == false, where, "adapter_config.json: ", key,
                 " = true is not supported");
-    require(!c.contains("bias") || c["bias"] == "none", where, "adapter_config.json: bias ", c.value("bias", ""),
-            " is not supported (adapters without biases only)");
+    require(!c.contains("bias") || c["bias"] == "none", where, "adapter_config.json: bias ",
+            c.contains("bias") ? c["bias"].dump() : "", " is not supported (adapters without biases only)");
     require(!c.contains("modules_to_save") || c["modules_to_save"].is_null() || c["modules_to_save"].empty(), where,
             "adapter_config.json: modules_to_save ", c.contains("modules_to_save") ? c["modules_to_save"].dump() : "",
             " is not supported");
