@@ -358,6 +358,8 @@ TEST_CASE("bad input: one error line, exit status, nothing written") {
     cases.push_back({"--model " + q(fx.a_f32), 2, "method lora-null needs calibration data"});
     cases.push_back({"--model " + q(fx.a_f32) + calib + " --device tpu", 2, "--device must be cpu or cuda, got 'tpu'"});
     cases.push_back({"--model " + q(fx.a_f32) + calib + " --layers 2-5", 2, "--layers: '2-5' is not a range"});
+    cases.push_back({"--model " + q(fx.a_f32) + calib + " --keep-blocks=-4444444444444444444444", 2,
+                     "--keep-blocks takes no value"});  // found by fuzz_command_line
     cases.push_back({"--model " + q(fx.a_f32) + calib + " --samples 9", 1, "--samples 9 exceeds the 8 sequences"});
 
     for (const Expect& e : cases) {

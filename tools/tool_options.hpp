@@ -91,6 +91,14 @@ public:
                 std::fputs(help_.c_str(), stdout);
                 std::exit(0);
             }
+        // A flag given a value ("--keep-blocks=0"): CLI11 would read it as a
+        // count through std::stoll, which throws on "-444..." (found by fuzzing).
+        for (int i = 1; i < argc; ++i) {
+            const std::string arg(argv[i]);
+            const std::size_t eq = arg.find('=');
+            if (eq != std::string::npos && counts_.count(arg.substr(0, eq)))
+                throw UsageError(arg.substr(0, eq) + " takes no value, got '" + arg + "'");
+        }
         try {
             app_.parse(argc, argv);
         } catch (const CLI::ParseError& e) {
@@ -100,6 +108,8 @@ public:
             for (int i = 1; i < argc; ++i)
                 if (std::string(argv[i]) == name + "=") throw UsageError(name + " has an empty value");
             throw UsageError(name + " needs a value");
+        } catch (const std::exception& e) {  // any other escape of CLI11's is still the command line's fault
+            throw UsageError(std::string("cannot parse the command line (") + e.what() + ")");
         }
         for (const std::string& extra : app_.remaining())
             throw UsageError(extra.rfind("-", 0) == 0 ? "unknown option '" + extra.substr(0, extra.find('=')) + "'"
