@@ -41,6 +41,11 @@ inline void sync_path(const std::filesystem::path& path, bool is_folder, const c
     require(status == 0 || is_folder, where, "fsync of ", path.string(), " failed");
 }
 
+/// What a failed write says of errno (captured right after the failure).
+inline std::string write_error_text(int error) {
+    return (error != 0 ? std::generic_category().message(error) : std::string("unknown error")) + "; disk full?";
+}
+
 }  // namespace detail
 
 /// Writes PATH through `write` (which streams the content into the std::ostream
@@ -57,8 +62,7 @@ inline void write_file_atomically(const std::filesystem::path& path, const std::
             out.close();  // flushes: a failed last write shows here
             const int error = errno;
             require(!out.fail(), where, "cannot write ", path.string(), " (writing ", tmp.string(), " failed: ",
-                    error != 0 ? std::generic_category().message(error) : std::string("unknown error"),
-                    "; disk full?)");
+                    detail::write_error_text(error), ")");
         }
         detail::sync_path(tmp, false, where);
         std::error_code ec;

@@ -106,14 +106,14 @@ Covariance<Bk, T> load_covariance(Bk& b, const std::filesystem::path& path) {
             "tensor 'covariance' does not have shape [", dim, ", ", dim, "]");
     require(tensor.dtype == (std::is_same_v<T, float> ? io::Dtype::F32 : io::Dtype::F64), where,
             "tensor 'covariance' is ", io::dtype_name(tensor.dtype), ", metadata says ", scalar_name<T>());
-    HostMatrix<T> sum = file.read_matrix<T>("covariance");
+    const HostMatrix<T> sum = file.read_matrix<T>("covariance");
     require(all_finite(sum.data(), sum.size()), where, "tensor 'covariance' holds NaN or Inf");
     double largest = 0;  // C = S / normaliser must be finite in T too
     for (Index k = 0; k < sum.size(); ++k) largest = std::max(largest, std::abs(double(sum.data()[k])));
-    const double normaliser = info.normalisation == Normalisation::plain ? double(info.tokens) : info.reference_divisor;
-    require(info.tokens == 0 || largest / normaliser <= double(std::numeric_limits<T>::max()), where,
-            "tensor 'covariance' divided by ", normaliser, " overflows ", scalar_name<T>());
-    return Covariance<Bk, T>(b, b.upload(sum), std::move(info));
+    Covariance<Bk, T> covariance(b, b.upload(sum), std::move(info));
+    require(covariance.empty() || largest / covariance.normaliser() <= double(std::numeric_limits<T>::max()), where,
+            "tensor 'covariance' divided by ", covariance.normaliser(), " overflows ", scalar_name<T>());
+    return covariance;
 }
 
 }  // namespace loranull::io

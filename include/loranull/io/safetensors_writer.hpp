@@ -27,7 +27,6 @@
 #include <ostream>
 #include <sstream>
 #include <string>
-#include <system_error>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -84,8 +83,7 @@ inline void encode_safetensors(std::ostream& out, const std::string& file,
         t.write(out);
         if (!out) {  // the disk, not the writer: say so, as write_file_atomically does
             const int error = errno;
-            fail(where, "cannot write ", file, " (at tensor '", t.name, "': ",
-                 error != 0 ? std::generic_category().message(error) : std::string("unknown error"), "; disk full?)");
+            fail(where, "cannot write ", file, " (at tensor '", t.name, "': ", detail::write_error_text(error), ")");
         }
         require(static_cast<std::uint64_t>(out.tellp() - before) == t.bytes(), where, "tensor '", t.name, "' of ", file,
                 ": its writer produced ", std::int64_t(out.tellp() - before), " bytes, the header promises ", t.bytes());
