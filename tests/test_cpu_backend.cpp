@@ -100,6 +100,36 @@ TEST_CASE("syrk_lower: float activations into a double accumulator") {
     CHECK(test::relative_error(lower, lower_expected) < 1e-14);
 }
 
+TEST_CASE("add_lower adds the lower triangle only, converted, and sum_of_squares accumulates in double") {
+    for (Index n : {1, 7, 130}) {
+        const Mat<float> panel = test::gaussian<float>(n, n, 40);
+        Mat<double> sum = test::gaussian<double>(n, n, 41);
+        const Mat<double> before = sum;
+        cpu.add_lower(panel, sum);
+        Mat<double> expected = before;
+        for (Index j = 0; j < n; ++j)
+            for (Index i = j; i < n; ++i) expected(i, j) += double(panel(i, j));
+        CHECK(sum == expected);  // exact: one double addition of a widened float per entry
+    }
+    Mat<double> sum(3, 3);
+    CHECK_THROWS_AS(cpu.add_lower(Mat<float>(3, 2), sum), loranull::error);
+    // 2^24 + 1 ones: a float running sum stops at 2^24, the double one does not.
+    const Mat<float> ones = Mat<float>::Ones(4097, 4097);
+    CHECK(cpu.sum_of_squares(ones) == 4097.0 * 4097.0);
+    const Mat<float> x = test::gaussian<float>(33, 130, 42);
+    CHECK(cpu.sum_of_squares(x) == doctest::Approx(x.cast<double>().squaredNorm()).epsilon(1e-6));
+    CHECK(cpu.sum_of_squares(Mat<float>(0, 4)) == 0.0);
+}
+
+TEST_CASE("uninitialized gives the shape, and product() overwrites it whatever it held") {
+    const Mat<double> u = cpu.uninitialized<double>(3, 4);
+    CHECK(u.rows() == 3);
+    CHECK(u.cols() == 4);
+    CHECK_THROWS_AS(cpu.uninitialized<double>(-1, 2), loranull::error);
+    const Mat<double> a = test::gaussian<double>(5, 3, 43), b = test::gaussian<double>(3, 6, 44);
+    CHECK(test::relative_error(product(cpu, a, b), Mat<double>(a * b)) < 1e-15);
+}
+
 TEST_CASE_TEMPLATE("symmetric_eigen: A V = V D, orthonormal V, ascending values, agrees with Eigen", T, float, double) {
     for (Index n : {1, 7, 33, 130}) {
         std::vector<double> spectrum(static_cast<std::size_t>(n));

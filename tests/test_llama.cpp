@@ -105,6 +105,15 @@ TEST_CASE("kernel backward passes match finite differences (double)") {
         Mat<double> out = cpu.attention_forward(q, k, v, shape, probs);
         CHECK((out.block(0, 5, 3, 1) - v.block(0, 5, 3, 1)).norm() < 1e-12);
         CHECK(probs(3, 1) == 0.0);  // key 3 is after query 1
+        // The forward without saved probabilities (query heads of a kv head
+        // side by side) computes the same O.
+        CHECK(test::relative_error(cpu.attention_inference(q, k, v, shape), out) < 1e-14);
+        const AttentionShape mha{3, 3, 2, 7};  // no grouping, one sequence of 7
+        Mat<double> q3 = test::gaussian<double>(6, 7, 17), k3 = test::gaussian<double>(6, 7, 18),
+                    v3 = test::gaussian<double>(6, 7, 19);
+        CHECK(test::relative_error(cpu.attention_inference(q3, k3, v3, mha), cpu.attention_forward(q3, k3, v3, mha, probs)) <
+              1e-14);
+        CHECK_THROWS_AS(cpu.attention_inference(q3, k, v3, mha), loranull::error);
     }
     SUBCASE("cross-entropy and embedding") {
         Mat<double> logits = test::gaussian<double>(7, 4, 13);

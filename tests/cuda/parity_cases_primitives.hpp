@@ -206,6 +206,46 @@ using SyrkLowerMixed = SyrkLowerOf<true>;
 /// Elementwise work is exact (one rounding both sides) but for axpy (FMA or
 /// not: an ulp of alpha a per entry); reductions sum in another order:
 /// 4 n eps relative to the sum of the magnitudes.
+/// Covariance's fp32 panels: add_lower (a float panel into a double sum, lower
+/// triangle only) and sum_of_squares (accumulated in double).
+struct AddLowerSumOfSquares {
+    static constexpr const char* title = "add_lower and sum_of_squares match the CPU";
+    template <class T>
+    struct Item {
+        std::string label;
+        HostMatrix<float> panel;
+        HostMatrix<T> sum;
+    };
+    template <class T>
+    struct Result {
+        HostMatrix<T> sum;
+        double squares = 0;
+    };
+    template <class T, class Bk>
+    static std::vector<Item<T>> items(Bk&) {
+        std::vector<Item<T>> out;
+        for (Index n : {1, 7, 130})
+            out.push_back({"n " + std::to_string(n), gaussian<float>(n, n, 40 + n), gaussian<T>(n, n, 41 + n)});
+        return out;
+    }
+    template <class T, class Bk>
+    static Result<T> run(Bk& b, const Item<T>& in) {
+        Result<T> r;
+        auto sum = b.upload(in.sum);
+        b.add_lower(b.upload(in.panel), sum);
+        r.sum = b.download(sum);
+        r.squares = b.sum_of_squares(b.upload(in.panel));
+        return r;
+    }
+    template <class T, class Check>
+    static void check(Check& c, const Item<T>& in, const Result<T>& got, const Result<T>& expected) {
+        c.that("add_lower: one rounding per entry, the upper triangle untouched", got.sum == expected.sum);
+        const double n = double(in.panel.size());
+        c.below("sum_of_squares", std::abs(got.squares - expected.squares) / std::max(expected.squares, 1e-300),
+                4 * std::sqrt(n) * eps<float>());
+    }
+};
+
 struct Elementwise {
     static constexpr const char* title = "elementwise work and reductions match the CPU";
     enum class Kind { square, wide, nonfinite, empty, negative };

@@ -40,7 +40,7 @@
 #define LORANULL_PARITY_LINALG_CASES(X)                                                                    \
     X(Storage) X(Gemm) X(SyrkLower) X(SyrkLowerMixed) X(Elementwise) X(SymmetricEigen) X(SymmetricEigenRange) \
     X(ThinSvd) X(ThinQ) X(DeviceInvariants) X(CovarianceAccumulator) X(SmallestLargestEigenpairs)            \
-    X(SvdAlgorithms) X(NullSpaceCase)
+    X(SvdAlgorithms) X(NullSpaceCase) X(AddLowerSumOfSquares)
 
 /// The whole LLaMA model (llama/ over every primitive): CudaBackend only. A
 /// list of its own so that its CPU half compiles in a translation unit of its

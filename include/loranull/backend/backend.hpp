@@ -101,6 +101,7 @@ concept BackendFor = Real<T> && requires(Bk& b, matrix_t<Bk, T>& out, const matr
     { b.trace(a) } -> std::same_as<T>;
     { b.max_coeff(a) } -> std::same_as<T>;       // signed maximum entry
     { b.frobenius_norm(a) } -> std::same_as<T>;
+    { b.sum_of_squares(a) } -> std::same_as<double>;  // sum_ij A_ij^2, accumulated in double
     { b.dot(a, a) } -> std::same_as<T>;           // sum_ij A_ij C_ij (Frobenius inner product)
     { b.all_finite(a) } -> std::same_as<bool>;   // no NaN, no Inf
 };
@@ -111,6 +112,7 @@ template <class Bk>
 concept Backend = BackendFor<Bk, float> && BackendFor<Bk, double> &&
                   requires(Bk& b, const matrix_t<Bk, float>& x, matrix_t<Bk, double>& c) {
                       b.syrk_lower(1.0, x, c);
+                      b.add_lower(x, c);  // c_lower += x_lower, converted (x square)
                       { b.template convert<double>(x) } -> std::same_as<matrix_t<Bk, double>>;
                   };
 
@@ -128,7 +130,13 @@ M product(Bk& b, const M& a, const M& c, Op op_a = Op::none, Op op_c = Op::none)
     using T = typename M::Scalar;
     const Index rows = op_a == Op::none ? a.rows() : a.cols();
     const Index cols = op_c == Op::none ? c.cols() : c.rows();
-    M out = zeros<T>(b, rows, cols);
+    // beta = 0 ignores the output's old contents: a backend that can skip
+    // zeroing it (a pass over memory the product writes anyway) does.
+    M out;
+    if constexpr (requires { b.template uninitialized<T>(rows, cols); })
+        out = b.template uninitialized<T>(rows, cols);
+    else
+        out = zeros<T>(b, rows, cols);
     b.gemm(op_a, op_c, T(1), a, c, T(0), out);
     return out;
 }

@@ -1,11 +1,13 @@
 #pragma once
-// The CPU backend: Eigen matrices, Eigen for products and elementwise work,
-// OpenBLAS ?syrk for the covariance kernel, LAPACKE for the decompositions
-// (?syevd, ?syevr, ?gesdd, ?geqrf/?orgqr).
+// The CPU backend: Eigen matrices and elementwise work, OpenBLAS ?gemm for
+// every product and ?syrk for the covariance kernel, LAPACKE for the
+// decompositions (?syevd, ?syevr, ?gesdd, ?geqrf/?orgqr). One thread pool
+// (OpenBLAS's) runs all the heavy work: Eigen's OpenMP products, mixed with
+// BLAS calls, spin against them (docs/benchmarks.md, "one trap").
 //
-// Define LORANULL_CPU_NO_LAPACK to build without OpenBLAS/LAPACKE: the
-// decompositions then fall back to Eigen's own solvers (cpu/reference.hpp),
-// correct but several times slower.
+// Define LORANULL_CPU_NO_LAPACK to build without OpenBLAS/LAPACKE: products
+// then run in Eigen and the decompositions fall back to Eigen's own solvers
+// (cpu/reference.hpp), correct but several times slower.
 
 #include <algorithm>
 #include <cmath>
@@ -40,6 +42,14 @@ public:
     Matrix<T> zeros(Index rows, Index cols) const {
         require(rows >= 0 && cols >= 0, "CpuBackend::zeros", "negative shape ", shape_string(rows, cols));
         return Matrix<T>::Zero(rows, cols);
+    }
+
+    /// rows x cols of unspecified contents, for a product to overwrite
+    /// (product() with beta = 0).
+    template <Real T>
+    Matrix<T> uninitialized(Index rows, Index cols) const {
+        require(rows >= 0 && cols >= 0, "CpuBackend::uninitialized", "negative shape ", shape_string(rows, cols));
+        return Matrix<T>(rows, cols);
     }
 
     template <Real T>
@@ -103,6 +113,16 @@ public:
                 shape_string(out.rows(), out.cols()));
         require(out.size() == 0 || (out.data() != a.data() && out.data() != b.data()), "CpuBackend::gemm",
                 "out must not alias A or B");
+#ifndef LORANULL_CPU_NO_LAPACK
+        if (m > 0 && n > 0 && k > 0) {  // ?gemm at OpenBLAS's speed (beta = 0 ignores old contents, NaN included)
+            const char* where = "CpuBackend::gemm";
+            lapack::gemm<T>(op_a == Op::transpose, op_b == Op::transpose, lapack::to_int(m, where),
+                            lapack::to_int(n, where), lapack::to_int(k, where), alpha, a.data(),
+                            lapack::to_int(a.rows(), where), b.data(), lapack::to_int(b.rows(), where), beta,
+                            out.data(), lapack::to_int(out.rows(), where));
+            return;
+        }
+#endif
         if (beta == T(0)) out.setZero();  // beta = 0 ignores old contents, NaN included
         else if (beta != T(1)) out *= beta;
         if (m == 0 || n == 0 || k == 0) return;
@@ -141,6 +161,17 @@ public:
                                     static_cast<lapack_int>(out.rows()));
 #endif
         }
+    }
+
+    /// out_lower += a_lower, a converted to out's type (a float panel of
+    /// products into a double sum: Covariance's fp32_panels).
+    template <Real Ta, Real T>
+    void add_lower(const Matrix<Ta>& a, Matrix<T>& out) const {
+        require(a.rows() == a.cols() && out.rows() == a.rows() && out.cols() == a.cols(), "CpuBackend::add_lower",
+                "A is ", shape_string(a.rows(), a.cols()), ", out is ", shape_string(out.rows(), out.cols()),
+                " (need equal square shapes)");
+        const Index n = a.rows();
+        for (Index j = 0; j < n; ++j) out.col(j).tail(n - j) += a.col(j).tail(n - j).template cast<T>();
     }
 
     template <Real T>
@@ -277,6 +308,14 @@ public:
 
     template <Real T>
     T frobenius_norm(const Matrix<T>& a) const { return a.norm(); }
+
+    /// sum_ij A_ij^2 accumulated in double: each column's sum in T (vectorised,
+    /// rounding relative ~sqrt(rows) eps), the columns' sums in double.
+    template <Real T>
+    double sum_of_squares(const Matrix<T>& a) const {
+        if (a.size() == 0) return 0.0;
+        return a.colwise().squaredNorm().template cast<double>().sum();
+    }
 
     template <Real T>
     T dot(const Matrix<T>& a, const Matrix<T>& c) const {

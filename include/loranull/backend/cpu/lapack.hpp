@@ -150,14 +150,32 @@ void thin_q(lapack_int m, lapack_int n, T* a, lapack_int lda) {
     check_info(orgqr(work.data(), static_cast<lapack_int>(work.size())), where);
 }
 
-/// c_lower += alpha * x x^T with x n x k (BLAS ?syrk, lower, no transpose).
+/// c_lower = alpha * x x^T + beta * c_lower with x n x k (BLAS ?syrk, lower,
+/// no transpose). beta = 0 ignores c's old contents.
 template <Real T>
-void syrk_lower(lapack_int n, lapack_int k, T alpha, const T* x, lapack_int ldx, T* c, lapack_int ldc) {
-    if (n == 0 || k == 0) return;
+void syrk_lower(lapack_int n, lapack_int k, T alpha, const T* x, lapack_int ldx, T* c, lapack_int ldc, T beta = T(1)) {
+    if (n == 0) return;
     if constexpr (is_float<T>)
-        cblas_ssyrk(CblasColMajor, CblasLower, CblasNoTrans, n, k, alpha, x, ldx, 1.0f, c, ldc);
+        cblas_ssyrk(CblasColMajor, CblasLower, CblasNoTrans, n, k, alpha, x, ldx, beta, c, ldc);
     else
-        cblas_dsyrk(CblasColMajor, CblasLower, CblasNoTrans, n, k, alpha, x, ldx, 1.0, c, ldc);
+        cblas_dsyrk(CblasColMajor, CblasLower, CblasNoTrans, n, k, alpha, x, ldx, beta, c, ldc);
+}
+
+/// c = alpha op(a) op(b) + beta c, op(a) m x k, op(b) k x n, column-major
+/// with leading dimensions (BLAS ?gemm). OpenBLAS's threads serve every
+/// product, so no second thread pool (Eigen's OpenMP) spins against them
+/// (docs/benchmarks.md, "one trap"). beta = 0 ignores c's old contents.
+template <Real T>
+void gemm(bool transpose_a, bool transpose_b, lapack_int m, lapack_int n, lapack_int k, T alpha, const T* a,
+          lapack_int lda, const T* b, lapack_int ldb, T beta, T* c, lapack_int ldc) {
+    if (m == 0 || n == 0) return;
+    const CBLAS_TRANSPOSE ta = transpose_a ? CblasTrans : CblasNoTrans, tb = transpose_b ? CblasTrans : CblasNoTrans;
+    if constexpr (is_float<T>)
+        cblas_sgemm(CblasColMajor, ta, tb, m, n, k, alpha, a, std::max<lapack_int>(lda, 1), b,
+                    std::max<lapack_int>(ldb, 1), beta, c, std::max<lapack_int>(ldc, 1));
+    else
+        cblas_dgemm(CblasColMajor, ta, tb, m, n, k, alpha, a, std::max<lapack_int>(lda, 1), b,
+                    std::max<lapack_int>(ldb, 1), beta, c, std::max<lapack_int>(ldc, 1));
 }
 
 }  // namespace loranull::lapack

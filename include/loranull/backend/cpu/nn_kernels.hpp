@@ -1,8 +1,8 @@
 #pragma once
 // The CPU backend's neural-network kernels: the forward and backward of every
 // op of the LLaMA decoder, plus AdamW. Plain loops over columns (one column per
-// token), with Eigen for the per-head products of attention; each function says
-// its equation. These are also the references the GPU kernels are checked
+// token), with BLAS ?gemm (Eigen without LAPACK) for the per-head products of
+// attention; each function says its equation. These are also the references the GPU kernels are checked
 // against.
 //
 // Layouts (column-major, T = batch * seq tokens, token t = b * seq + position):
@@ -15,6 +15,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include <Eigen/Dense>
@@ -22,8 +23,37 @@
 #include "loranull/backend/nn.hpp"
 #include "loranull/core/error.hpp"
 #include "loranull/core/types.hpp"
+#ifndef LORANULL_CPU_NO_LAPACK
+#include "loranull/backend/cpu/lapack.hpp"
+#endif
 
 namespace loranull {
+
+namespace cpu_detail {
+
+/// c = alpha op(a) op(b) + beta c on Eigen matrices or blocks of them (column-
+/// major, any outer stride): the per-head products of attention, through BLAS
+/// like every other product of the CPU backend.
+template <class A, class B, class C>
+void gemm(bool transpose_a, bool transpose_b, typename std::remove_cvref_t<C>::Scalar alpha, const A& a, const B& b,
+          typename std::remove_cvref_t<C>::Scalar beta, C&& c) {
+    using T = typename std::remove_cvref_t<C>::Scalar;
+#ifndef LORANULL_CPU_NO_LAPACK
+    const Index k = transpose_a ? a.rows() : a.cols();
+    lapack::gemm<T>(transpose_a, transpose_b, static_cast<lapack_int>(c.rows()), static_cast<lapack_int>(c.cols()),
+                    static_cast<lapack_int>(k), alpha, a.data(), static_cast<lapack_int>(a.outerStride()), b.data(),
+                    static_cast<lapack_int>(b.outerStride()), beta, c.data(), static_cast<lapack_int>(c.outerStride()));
+#else
+    if (beta == T(0)) c.setZero();
+    else c *= beta;
+    if (transpose_a && transpose_b) c.noalias() += alpha * (a.transpose() * b.transpose());
+    else if (transpose_a) c.noalias() += alpha * (a.transpose() * b);
+    else if (transpose_b) c.noalias() += alpha * (a * b.transpose());
+    else c.noalias() += alpha * (a * b);
+#endif
+}
+
+}  // namespace cpu_detail
 
 class CpuNnKernels {
 public:
@@ -132,7 +162,7 @@ public:
                 auto kh = k.block(kv * a.head_dim, b * s, a.head_dim, s);
                 auto vh = v.block(kv * a.head_dim, b * s, a.head_dim, s);
                 auto p = probs.block(0, (b * a.heads + h) * s, s, s);
-                p.noalias() = (kh.transpose() * qh) * inv_sqrt;
+                cpu_detail::gemm(true, false, inv_sqrt, kh, qh, T(0), p);  // s x s: K_h^T Q_h / sqrt(hd)
                 for (Index j = 0; j < s; ++j) {  // query j sees keys 0..j
                     auto col = p.col(j).head(j + 1);
                     const T max = col.maxCoeff();
@@ -140,7 +170,39 @@ public:
                     col /= col.sum();
                     p.col(j).tail(s - j - 1).setZero();
                 }
-                out.block(h * a.head_dim, b * s, a.head_dim, s).noalias() = vh * p;
+                cpu_detail::gemm(false, false, T(1), vh, p, T(0), out.block(h * a.head_dim, b * s, a.head_dim, s));
+            }
+        return out;
+    }
+
+    /// attention_forward's O without saving P (a forward that no backward
+    /// follows: calibration, evaluation). The query heads of one kv head are
+    /// laid side by side and go through one product each way,
+    ///   S = K_g^T [Q_h1 .. Q_hG] / sqrt(hd)   (seq x G seq),   O_g = V_g P,
+    /// with P one kv group's probabilities in a scratch reused for every group
+    /// (a few MiB that stay in cache, instead of seq^2 heads batch floats).
+    template <Real T>
+    Mat<T> attention_inference(const Mat<T>& q, const Mat<T>& k, const Mat<T>& v, const AttentionShape& a) const {
+        check_attention(q, k, v, a, "attention_inference");
+        const Index s = a.seq_len, batch = q.cols() / s, group = a.heads / a.kv_heads, hd = a.head_dim;
+        const T inv_sqrt = T(1) / std::sqrt(T(hd));
+        Mat<T> out(q.rows(), q.cols()), queries(hd, group * s), p(s, group * s), outputs(hd, group * s);
+        for (Index b = 0; b < batch; ++b)
+            for (Index kv = 0; kv < a.kv_heads; ++kv) {
+                for (Index j = 0; j < group; ++j)
+                    queries.middleCols(j * s, s) = q.block((kv * group + j) * hd, b * s, hd, s);
+                cpu_detail::gemm(true, false, inv_sqrt, k.block(kv * hd, b * s, hd, s), queries, T(0), p);
+                for (Index c = 0; c < group * s; ++c) {  // column c: query c mod s, which sees keys 0 .. c mod s
+                    const Index j = c % s;
+                    auto col = p.col(c).head(j + 1);
+                    const T max = col.maxCoeff();
+                    col = (col.array() - max).exp().matrix();
+                    col /= col.sum();
+                    p.col(c).tail(s - j - 1).setZero();
+                }
+                cpu_detail::gemm(false, false, T(1), v.block(kv * hd, b * s, hd, s), p, T(0), outputs);
+                for (Index j = 0; j < group; ++j)
+                    out.block((kv * group + j) * hd, b * s, hd, s) = outputs.middleCols(j * s, s);
             }
         return out;
     }
@@ -165,14 +227,14 @@ public:
                 auto vh = v.block(kv * a.head_dim, b * s, a.head_dim, s);
                 auto doh = d_out.block(h * a.head_dim, b * s, a.head_dim, s);
                 auto p = probs.block(0, (b * a.heads + h) * s, s, s);
-                dv.block(kv * a.head_dim, b * s, a.head_dim, s).noalias() += doh * p.transpose();
-                dp.noalias() = vh.transpose() * doh;
+                cpu_detail::gemm(false, true, T(1), doh, p, T(1), dv.block(kv * a.head_dim, b * s, a.head_dim, s));
+                cpu_detail::gemm(true, false, T(1), vh, doh, T(0), dp);
                 for (Index j = 0; j < s; ++j) {
                     const T dot = p.col(j).dot(dp.col(j));
                     dp.col(j) = p.col(j).cwiseProduct((dp.col(j).array() - dot).matrix());
                 }
-                dq.block(h * a.head_dim, b * s, a.head_dim, s).noalias() += (kh * dp) * inv_sqrt;
-                dk.block(kv * a.head_dim, b * s, a.head_dim, s).noalias() += (qh * dp.transpose()) * inv_sqrt;
+                cpu_detail::gemm(false, false, inv_sqrt, kh, dp, T(1), dq.block(h * a.head_dim, b * s, a.head_dim, s));
+                cpu_detail::gemm(false, true, inv_sqrt, qh, dp, T(1), dk.block(kv * a.head_dim, b * s, a.head_dim, s));
             }
     }
 

@@ -149,6 +149,21 @@ public:
         return std::sqrt(sum);
     }
 
+    /// sum_ij A_ij^2 accumulated in double.
+    template <Real T>
+    double sum_of_squares(const Matrix<T>& a) const {
+        if (a.size() == 0) return 0.0;
+        const char* where = "CudaBackend::sum_of_squares";
+        const cuda_detail::DeviceGuard guard(self().device(), where);
+        const double sum = thrust_call(where, [&] {
+            cuda_detail::StreamOrderedAllocator scratch{self().stream()};
+            return thrust::transform_reduce(thrust::cuda::par(scratch).on(self().stream()), a.data(), a.data() + a.size(),
+                                            cuda_detail::SquareAsDouble<T>{}, 0.0, thrust::plus<double>());
+        });
+        check_launch(where);
+        return sum;
+    }
+
     /// sum_ij A_ij C_ij (the Frobenius inner product), A and C of one shape.
     template <cuda_detail::DeviceScalar T>
     cuda_detail::accumulate_t<T> dot(const Matrix<T>& a, const Matrix<T>& c) const {

@@ -135,6 +135,18 @@ struct Convert {
     __device__ void operator()(Index k) const { out[k] = convert_scalar<To>(in[k]); }
 };
 
+/// out(i, j) += convert(in(i, j)) for i >= j (n x n, column-major): a float
+/// panel of products added to a double sum, lower triangle only.
+template <class To, class From>
+struct AddLower {
+    To* out;
+    const From* in;
+    Index n;
+    __host__ __device__ void operator()(Index k) const {
+        if (k % n >= k / n) out[k] += convert_scalar<To>(in[k]);
+    }
+};
+
 // --- Thrust functors ------------------------------------------------------------
 
 template <class T>
@@ -154,6 +166,14 @@ struct DiagonalEntry {  // k -> a(k, k)
     const T* a;
     Index ld;
     __host__ __device__ T operator()(Index k) const { return a[k + k * ld]; }
+};
+
+template <class T>
+struct SquareAsDouble {  // x -> x^2 in double
+    __host__ __device__ double operator()(T x) const {
+        const double v = convert_scalar<double>(x);
+        return v * v;
+    }
 };
 
 template <class T>

@@ -111,6 +111,20 @@ public:
         }
     }
 
+    /// out_lower += a_lower, a converted to out's type (Covariance's
+    /// fp32_panels: a float panel of products into the double sum).
+    template <Real Ta, Real T>
+    void add_lower(const Matrix<Ta>& a, Matrix<T>& out) const {
+        const char* where = "CudaBackend::add_lower";
+        require(a.rows() == a.cols() && out.rows() == a.rows() && out.cols() == a.cols(), where, "A is ",
+                shape_string(a.rows(), a.cols()), ", out is ", shape_string(out.rows(), out.cols()),
+                " (need equal square shapes)");
+        if (a.size() == 0) return;
+        const cuda_detail::DeviceGuard guard(self().device(), where);
+        cuda_detail::for_each_index(a.size(), cuda_detail::AddLower<T, Ta>{out.data(), a.data(), a.rows()},
+                                    self().stream(), where);
+    }
+
     /// The covariance kernel on tensor cores: out += alpha X X^T for X (n x k)
     /// in __half or __nv_bfloat16, accumulated in fp32 (cublasGemmEx,
     /// CUBLAS_COMPUTE_32F), out n x n float.
