@@ -240,7 +240,21 @@ TEST_CASE("covariance files: wrong type, wrong format, inconsistent metadata are
         w.write(p);
         return test::error_message([&] { io::load_covariance<double>(cpu, p); });
     };
-    CHECK(write_with("ok.safetensors", [](auto&, auto&) {}).empty());
+    CHECK(write_with("ok.safetensors", [](auto&, auto&) {}).empty());  // no 'products': an older file, fp64
+    CHECK(write_with("products.safetensors", [](auto& m, auto&) { m["products"] = "fp16"; })
+              .find("metadata 'products' = 'fp16'") != std::string::npos);
+    // 'products' round-trips: a file of float-panel sums loads as one, and
+    // its null space takes float's tolerance.
+    Covariance<CpuBackend, double> panels(cpu, 4);
+    panels.set_accumulation(Accumulation::fp32_panels);
+    panels.add(test::gaussian<float>(4, 10, 2));
+    const fs::path panels_path = temp_path("cov-panels.safetensors");
+    io::save_covariance(panels, panels_path);
+    CHECK(io::SafetensorsReader(panels_path).metadata().at("products") == "fp32-panels");
+    const auto loaded_panels = io::load_covariance<double>(cpu, panels_path);
+    CHECK(loaded_panels.accumulation() == Accumulation::fp32_panels);
+    CHECK(loaded_panels.epsilon() == double(std::numeric_limits<float>::epsilon()));
+    CHECK(io::load_covariance<double>(cpu, path).accumulation() == Accumulation::fp64);
     CHECK(write_with("fmt.safetensors", [](auto& m, auto&) { m["format"] = "other"; }).find("format is 'other'") !=
           std::string::npos);
     CHECK(write_with("nodim.safetensors", [](auto& m, auto&) { m.erase("dim"); }).find("'dim' is missing") !=

@@ -41,6 +41,69 @@ TEST_CASE_TEMPLATE("Covariance accepts double activations and float accumulation
     CHECK(test::relative_error(cov.matrix(), Mat<double>(xd * xd.transpose() / 40.0)) < 20 * test::eps<float>());
 }
 
+TEST_CASE("Covariance, fp32 panels: each add's X X^T in float, summed in double") {
+    for (Normalisation normalisation : {Normalisation::plain, Normalisation::reference}) {
+        for (Index n : {1, 7, 130}) {
+            const Mat<float> x = test::gaussian<float>(n, 600, 50 + n);  // 3 chunks of 2 samples of 100
+            Covariance<CpuBackend, double> fp64(cpu, n, normalisation), panels(cpu, n, normalisation);
+            panels.set_accumulation(Accumulation::fp32_panels);
+            CHECK(panels.accumulation() == Accumulation::fp32_panels);
+            for (Index start = 0; start < 600; start += 200) {
+                const Mat<float> chunk = x.middleCols(start, 200);
+                const std::vector<double> s64 = fp64.add_samples(chunk, 100), s32 = panels.add_samples(chunk, 100);
+                CHECK(s64 == s32);  // the same c_k^2 either way
+                CHECK(s64.size() == 2);
+                if (normalisation == Normalisation::plain) CHECK(s64 == std::vector<double>{1.0, 1.0});
+                else CHECK(s64[1] == doctest::Approx(std::pow(double(chunk.middleCols(100, 100).maxCoeff()), 2)));
+            }
+            CHECK(panels.tokens() == 600);
+            CHECK(panels.samples() == 6);
+            // float rounding of one panel of 200 products: ~sqrt(200) eps_f, not eps_d.
+            const double error = test::relative_error(panels.matrix(), fp64.matrix());
+            CHECK(error < 20 * test::eps<float>());
+            if (n > 1) CHECK(error > 0);
+        }
+    }
+    Covariance<CpuBackend, double> c(cpu, 3);
+    CHECK(c.epsilon() == std::numeric_limits<double>::epsilon());
+    c.set_accumulation(Accumulation::fp32_panels);
+    CHECK(c.epsilon() == double(std::numeric_limits<float>::epsilon()));
+    // Double activations take the exact route whatever the setting.
+    const Mat<double> xd = test::gaussian<double>(3, 20, 9);
+    c.add(xd);
+    CHECK(test::relative_error(c.matrix(), Mat<double>(xd * xd.transpose() / 20.0)) < 1e-15);
+    // Products beyond float's range are refused, naming the remedy.
+    Covariance<CpuBackend, double> big(cpu, 2);
+    big.set_accumulation(Accumulation::fp32_panels);
+    Mat<float> huge = Mat<float>::Constant(2, 4, 1e20f);
+    CHECK(test::error_message([&] { big.add(huge); }).find("use the fp64 accumulation") != std::string::npos);
+    CHECK(parse_accumulation("fp32-panels") == Accumulation::fp32_panels);
+    CHECK(accumulation_name(Accumulation::fp64) == "fp64");
+    CHECK_THROWS_AS(parse_accumulation("fp32"), loranull::error);
+}
+
+TEST_CASE("null_space of an fp32-panel covariance: eigenvalues made negative by float rounding are clamped, not refused") {
+    // Rank 5 of 12: seven exact zeros, which float panels turn into +-1e-8-ish values.
+    const Mat<float> x = (test::gaussian<double>(12, 5, 60) * test::gaussian<double>(5, 400, 61)).cast<float>();
+    Covariance<CpuBackend, double> panels(cpu, 12);
+    panels.set_accumulation(Accumulation::fp32_panels);
+    panels.add(x);
+    const NullSpace<CpuBackend, double> ns = null_space(panels, 7);  // not refused as "not PSD"
+    CHECK(ns.rank_report.largest_eigenvalue > 0);
+    CHECK(ns.rank_report.rounding_floor ==
+          doctest::Approx(10 * std::numeric_limits<float>::epsilon() * ns.rank_report.largest_eigenvalue));
+    CHECK(ns.rank_report.tolerance ==
+          doctest::Approx(10 * std::numeric_limits<double>::epsilon() * ns.rank_report.largest_eigenvalue));
+    // The seven float-rounded zeros lie far below 1e-7 lambda_max: what the
+    // builder's fp32-panel warning looks at.
+    CHECK(ns.eigenvalues.back() < 1e-7 * ns.rank_report.largest_eigenvalue);
+    // The same data accumulated in fp64: exact zeros, seen as such.
+    Covariance<CpuBackend, double> exact(cpu, 12);
+    exact.add(x);
+    CHECK(null_space(exact, 7).rank_report.zero_eigenvalues_seen == 7);
+    CHECK(null_space(exact, 7).rank_report.rounding_floor == null_space(exact, 7).rank_report.tolerance);
+}
+
 TEST_CASE("Covariance, reference normalisation: per-sample signed max, constant divisor") {
     const Index n = 6;
     Mat<double> x1 = test::gaussian<double>(n, 10, 1), x2 = test::gaussian<double>(n, 10, 2);

@@ -6,7 +6,9 @@
 //                        symmetric raw sum S = sum_k X_k X_k^T / c_k^2
 //   __metadata__         format = "loranull.covariance/1", dim, tokens, samples,
 //                        normalisation ("plain" | "reference"),
-//                        reference_divisor, accumulation (f32 | f64), data_id
+//                        reference_divisor, accumulation (f32 | f64: the sum's
+//                        type), products (fp64 | fp32-panels: Covariance::
+//                        accumulation; absent in older files: fp64), data_id
 //
 // C = S / tokens (plain) or S / reference_divisor (reference). The raw sum,
 // not C, is stored so that a loaded accumulator can keep accumulating and
@@ -62,6 +64,7 @@ io::SafetensorsWriter covariance_file(const Covariance<Bk, T>& covariance) {
     auto [end, ec] = std::to_chars(divisor, divisor + sizeof divisor, info.reference_divisor);  // shortest exact
     writer.set_metadata("reference_divisor", std::string(divisor, end));
     writer.set_metadata("accumulation", std::string(scalar_name<T>()));
+    writer.set_metadata("products", std::string(accumulation_name(covariance.accumulation())));
     writer.set_metadata("data_id", info.data_id);
     return writer;
 }
@@ -111,6 +114,11 @@ Covariance<Bk, T> load_covariance(Bk& b, const std::filesystem::path& path) {
     double largest = 0;  // C = S / normaliser must be finite in T too
     for (Index k = 0; k < sum.size(); ++k) largest = std::max(largest, std::abs(double(sum.data()[k])));
     Covariance<Bk, T> covariance(b, b.upload(sum), std::move(info));
+    if (const auto it = meta.find("products"); it != meta.end()) {
+        require(it->second == "fp64" || it->second == "fp32-panels", where, "metadata 'products' = '", it->second,
+                "', expected fp64 or fp32-panels");
+        covariance.set_accumulation(parse_accumulation(it->second));
+    }
     require(covariance.empty() || largest / covariance.normaliser() <= double(std::numeric_limits<T>::max()), where,
             "tensor 'covariance' divided by ", covariance.normaliser(), " overflows ", scalar_name<T>());
     return covariance;

@@ -22,10 +22,13 @@
 #include <cmath>
 #include <concepts>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "loranull/backend/backend.hpp"
 #include "loranull/core/error.hpp"
@@ -46,6 +49,26 @@ inline Normalisation parse_normalisation(std::string_view name) {
     if (name == "plain") return Normalisation::plain;
     if (name == "reference") return Normalisation::reference;
     fail("parse_normalisation", "unknown normalisation '", name, "' (expected plain or reference)");
+}
+
+/// How float activations reach the double sum (docs/math.md, "accumulation"):
+///   fp64         each panel converted to double, then a double rank update
+///                (?dsyrk): every product exact, half the speed of ?ssyrk;
+///   fp32_panels  each add's X X^T formed in float (?ssyrk, full speed) and
+///                added to the double sum: rounding of one panel's sum of
+///                X.cols() products (relative ~sqrt(T) eps_f per entry), never
+///                carried from one panel to the next.
+/// Only float activations into a double sum have a choice: double ones are
+/// exact either way, and 16-bit ones (the GPU) go to their own route.
+enum class Accumulation { fp64, fp32_panels };
+
+/// "fp64" or "fp32-panels" (the names used in options and files).
+inline std::string_view accumulation_name(Accumulation a) { return a == Accumulation::fp64 ? "fp64" : "fp32-panels"; }
+
+inline Accumulation parse_accumulation(std::string_view name) {
+    if (name == "fp64") return Accumulation::fp64;
+    if (name == "fp32-panels") return Accumulation::fp32_panels;
+    fail("parse_accumulation", "unknown accumulation '", name, "' (expected fp64 or fp32-panels)");
 }
 
 /// Everything recorded beside the sum.
@@ -96,32 +119,40 @@ public:
         const char* where = "Covariance::add";
         check_batch(x, where);
         if (x.cols() == 0) return;
-        backend_->syrk_lower(T(1) / squared_scale(x, where), x, sum_);
+        add_products(x, 1, where);
         info_.tokens += x.cols();
         info_.samples += 1;
     }
 
     /// Adds a batch of samples laid side by side: X is n x (samples *
     /// tokens_per_sample). Equivalent to add() on each block of columns; with
-    /// the plain normalisation it is one rank update.
+    /// the plain normalisation it is one rank update. Returns each sample's
+    /// c_k^2 (all 1 with the plain normalisation).
     template <class M>
         requires std::same_as<M, matrix_t<Bk, typename M::Scalar>>
-    void add_samples(const M& x, Index tokens_per_sample) {
+    std::vector<double> add_samples(const M& x, Index tokens_per_sample) {
         const char* where = "Covariance::add_samples";
         check_batch(x, where);
         require(tokens_per_sample > 0 && x.cols() % tokens_per_sample == 0, where, "X has ", x.cols(),
                 " columns, not a positive multiple of tokens_per_sample = ", tokens_per_sample);
         const Index count = x.cols() / tokens_per_sample;
-        if (info_.normalisation == Normalisation::plain) {
-            backend_->syrk_lower(T(1), x, sum_);
-        } else {
-            for (Index k = 0; k < count; ++k) {
-                const M sample = backend_->block(x, 0, k * tokens_per_sample, x.rows(), tokens_per_sample);
-                backend_->syrk_lower(T(1) / squared_scale(sample, where), sample, sum_);
-            }
-        }
+        std::vector<double> scales = add_products(x, count, where);
         info_.tokens += x.cols();
         info_.samples += count;
+        return scales;
+    }
+
+    /// How float activations are accumulated (fp64 unless set; a loaded
+    /// accumulator keeps what its file records).
+    Accumulation accumulation() const { return accumulation_; }
+    void set_accumulation(Accumulation a) { accumulation_ = a; }
+
+    /// The unit roundoff of the sum's products: float's with fp32_panels,
+    /// else T's. The null space's zero tolerance scales with it (rounding
+    /// leaves eigenvalues of that relative size, of either sign).
+    double epsilon() const {
+        return accumulation_ == Accumulation::fp32_panels ? double(std::numeric_limits<float>::epsilon())
+                                                          : double(std::numeric_limits<T>::epsilon());
     }
 
     /// Adds the sums of another accumulator over disjoint data (threads, GPUs,
@@ -213,6 +244,42 @@ private:
         require(backend_->all_finite(x), where, "X (", shape_string(x.rows(), x.cols()), ") holds NaN or Inf");
     }
 
+    /// sum_ += sum_k X_k X_k^T / c_k^2 over the `count` samples side by side
+    /// in X: one rank update (plain) or one per sample (reference), in the
+    /// accumulator's type, or formed in float and then added (fp32_panels).
+    /// Returns each sample's c_k^2.
+    template <class M>
+    std::vector<double> add_products(const M& x, Index count, const char* where) {
+        using Tx = typename M::Scalar;
+        const Index width = x.cols() / count;
+        std::vector<double> scales(static_cast<std::size_t>(count), 1.0);
+        auto update = [&](auto& out) {
+            using To = typename std::decay_t<decltype(out)>::Scalar;
+            if (info_.normalisation == Normalisation::plain) {
+                backend_->syrk_lower(To(1), x, out);
+                return;
+            }
+            for (Index k = 0; k < count; ++k) {
+                const M sample = count == 1 ? x : backend_->block(x, 0, k * width, x.rows(), width);
+                const T c2 = squared_scale(sample, where);
+                scales[static_cast<std::size_t>(k)] = static_cast<double>(c2);
+                backend_->syrk_lower(static_cast<To>(T(1) / c2), sample, out);
+            }
+        };
+        if constexpr (std::is_same_v<Tx, float> && std::is_same_v<T, double>) {
+            if (accumulation_ == Accumulation::fp32_panels) {
+                matrix_t<Bk, Tx> panel = zeros<Tx>(*backend_, dim(), dim());  // lower triangle: this add's products
+                update(panel);
+                require(backend_->all_finite(panel), where, "X X^T overflows float",
+                        " (largest activation ", backend_->max_coeff(x), "); use the fp64 accumulation");
+                backend_->add_lower(panel, sum_);
+                return scales;
+            }
+        }
+        update(sum_);
+        return scales;
+    }
+
     /// c_k^2 for one sample: 1 (plain) or max(X)^2 (reference).
     template <class M>
     T squared_scale(const M& x, const char* where) const {
@@ -226,6 +293,7 @@ private:
     Bk* backend_;       // not owned; outlives the accumulator
     Matrix sum_;       // n x n, lower triangle = sum_k X_k X_k^T / c_k^2
     CovarianceInfo info_;
+    Accumulation accumulation_ = Accumulation::fp64;
 };
 
 }  // namespace loranull

@@ -35,8 +35,10 @@ struct RankReport {
     Index zero_eigenvalues_seen = 0;    // of the r + 1 computed, how many |lambda| <= tolerance
     Index structural_zeros = 0;         // max(0, n - tokens) when the token count is known, else 0
     double tolerance = 0;               // absolute threshold for "numerically zero"
+    double largest_eigenvalue = 0;      // lambda_max(C) as estimated for the tolerance (0: tolerance was given)
+    double rounding_floor = 0;          // how negative rounding can make an eigenvalue (PSD check), >= tolerance
     bool deficient = false;             // more than r zero eigenvalues
-    Index negative_eigenvalues_clamped = 0;  // of the r + 1: in [-tolerance, 0) from rounding, set to 0
+    Index negative_eigenvalues_clamped = 0;  // of the r + 1: in [-rounding_floor, 0) from rounding, set to 0
 
     /// One line for logs; empty when not deficient.
     std::string message() const {
@@ -54,7 +56,9 @@ enum class OnRankDeficient { report, throw_error };
 
 struct NullSpaceOptions {
     /// Eigenvalues with |lambda| <= tolerance count as zero; < 0 selects
-    /// 10 * eps(T) * lambda_max(C), lambda_max estimated by 8 power-iteration steps
+    /// 10 * eps(T) * lambda_max(C) (and accepts negative eigenvalues down to
+    /// -10 eps lambda_max as rounding, eps float's for a covariance whose
+    /// products were formed in float: Covariance::epsilon()), lambda_max estimated by 8 power-iteration steps
     /// (the Rayleigh quotient: a lower bound, so the tolerance errs towards
     /// calling fewer eigenvalues zero).
     /// Why 10: the computed "zero" eigenvalues of exactly rank-deficient
@@ -120,7 +124,8 @@ typename M::Scalar largest_eigenvalue_estimate(Bk& b, const M& c, Index iteratio
 
 template <class Bk, class M>
 NullSpace<Bk, typename M::Scalar> null_space_impl(Bk& b, const M& c, Index r, std::int64_t tokens,
-                                                 const NullSpaceOptions& options) {
+                                                 const NullSpaceOptions& options,
+                                                 double products_epsilon = std::numeric_limits<typename M::Scalar>::epsilon()) {
     using T = typename M::Scalar;
     const char* where = "null_space";
     check_symmetric_input(b, c, where);
@@ -136,18 +141,23 @@ NullSpace<Bk, typename M::Scalar> null_space_impl(Bk& b, const M& c, Index r, st
     RankReport& report = out.rank_report;
     report.rank = r;
     report.dim = n;
-    report.tolerance = options.zero_tolerance >= 0
-                           ? options.zero_tolerance
-                           : 10.0 * std::numeric_limits<T>::epsilon() *
-                                 static_cast<double>(largest_eigenvalue_estimate(b, c));
+    const double eps = std::numeric_limits<T>::epsilon();
+    if (options.zero_tolerance < 0) report.largest_eigenvalue = static_cast<double>(largest_eigenvalue_estimate(b, c));
+    report.tolerance = options.zero_tolerance >= 0 ? options.zero_tolerance : 10.0 * eps * report.largest_eigenvalue;
     // Rounding makes exact zeros come out as tiny values of either sign; C is
-    // PSD, so a negative one is a zero: clamped (and counted). One below
-    // -tolerance is no rounding: C is not a covariance.
+    // PSD, so a negative one is a zero: clamped (and counted). The rounding of
+    // C's products (float's, for fp32 panels: Covariance::epsilon()) bounds how
+    // negative; one below that is no rounding: C is not a covariance. Zeros are
+    // still counted at T's tolerance: an fp32-panel null space too deep to tell
+    // is the build's warning (docs/math.md, "Accumulation"), not a deficiency.
+    report.rounding_floor = options.zero_tolerance >= 0
+                                ? options.zero_tolerance
+                                : 10.0 * std::max(eps, products_epsilon) * report.largest_eigenvalue;
     for (T& v : pairs.values) {
         if (v >= T(0)) continue;
-        require(-static_cast<double>(v) <= report.tolerance, where, "C is not positive semi-definite: eigenvalue ", v,
-                " is below -", report.tolerance, " (rounding gives at most that; a covariance X X^T has no negative "
-                "eigenvalue)");
+        require(-static_cast<double>(v) <= report.rounding_floor, where, "C is not positive semi-definite: eigenvalue ",
+                v, " is below -", report.rounding_floor,
+                " (rounding gives at most that; a covariance X X^T has no negative eigenvalue)");
         v = T(0);
         ++report.negative_eigenvalues_clamped;
     }
@@ -165,7 +175,10 @@ NullSpace<Bk, typename M::Scalar> null_space_impl(Bk& b, const M& c, Index r, st
 }  // namespace detail
 
 /// Null space of rank r of a covariance matrix C (n x n, symmetric PSD).
+/// (Constrained to backends: a Covariance and its matrix() take the overload
+/// below.)
 template <class Bk, class M>
+    requires Backend<Bk>
 NullSpace<Bk, typename M::Scalar> null_space(Bk& b, const M& c, Index r, NullSpaceOptions options = {}) {
     return detail::null_space_impl(b, c, r, -1, options);
 }
@@ -175,7 +188,17 @@ NullSpace<Bk, typename M::Scalar> null_space(Bk& b, const M& c, Index r, NullSpa
 template <class Bk, Real T>
 NullSpace<Bk, T> null_space(const Covariance<Bk, T>& covariance, Index r, NullSpaceOptions options = {}) {
     Bk& b = covariance.backend();
-    return detail::null_space_impl(b, covariance.matrix(), r, covariance.tokens(), options);
+    return detail::null_space_impl(b, covariance.matrix(), r, covariance.tokens(), options, covariance.epsilon());
+}
+
+/// The same with C = covariance.matrix() already formed (a caller that needs C
+/// for more than the null space forms it once).
+template <class Bk, Real T>
+NullSpace<Bk, T> null_space(const Covariance<Bk, T>& covariance, const matrix_t<Bk, T>& c, Index r,
+                            NullSpaceOptions options = {}) {
+    require(c.rows() == covariance.dim() && c.cols() == covariance.dim(), "null_space", "C is ",
+            shape_string(c.rows(), c.cols()), ", the covariance is ", shape_string(covariance.dim(), covariance.dim()));
+    return detail::null_space_impl(covariance.backend(), c, r, covariance.tokens(), options, covariance.epsilon());
 }
 
 }  // namespace loranull
