@@ -53,6 +53,22 @@ TEST_CASE_TEMPLATE("every initialiser: W_res + s B A reproduces W, shapes, scale
     }
 }
 
+TEST_CASE("reconstruction_error_estimate is the exact error to within a factor 2, and seeded") {
+    const Mat<double> w = test::gaussian<double>(40, 30, 1);
+    auto f = pissa(cpu, w, LoraConfig{4, 8.0});
+    CHECK(reconstruction_error_estimate(cpu, w, f) < 1e-14);  // rounding only
+    // Wrong factors: a perturbed residual, rank one and full rank.
+    for (const Mat<double>& error : {Mat<double>(test::gaussian<double>(40, 1, 2) * test::gaussian<double>(1, 30, 3)),
+                                     Mat<double>(test::gaussian<double>(40, 30, 4))}) {
+        auto g = f;
+        g.W_res += 1e-3 * error;
+        const double exact = reconstruction_error(cpu, w, g), estimate = reconstruction_error_estimate(cpu, w, g);
+        CHECK(estimate > exact / 2);
+        CHECK(estimate < exact * 2);
+        CHECK(estimate == reconstruction_error_estimate(cpu, w, g));  // the same probes every time
+    }
+}
+
 TEST_CASE("lora: Kaiming-uniform bounds, Gaussian spread, B = 0, seeded") {
     const Mat<double> w = test::gaussian<double>(30, 400, 1);
     auto f = lora(cpu, w, {16, {}, 3});

@@ -5,7 +5,9 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <memory>
 #include <set>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -150,6 +152,104 @@ TEST_CASE("calibration: shapes from the config, and ModelCalibration equals the 
     }
 }
 
+TEST_CASE("block_forward: fused q/k/v and gate/up give the unfused output, and the output hook's ||W X||^2 is <W C, W>") {
+    const Checkpoint ck("fused");
+    const LlamaConfig& c = ck.config;
+    LlamaModel<CpuBackend, float> model = io::load_hf_checkpoint<float>(cpu, ck.dir);
+    using Model = LlamaModel<CpuBackend, float>;
+    Model::Block block = model.blocks[1];
+    // Biases (Qwen2's q/k/v) stay outside the stacked product and outside W X.
+    block[ProjectionKind::q].bias = test::gaussian<float>(c.q_dim(), 1, 20);
+    block[ProjectionKind::v].bias = test::gaussian<float>(c.kv_dim(), 1, 21);
+    const Mat<float> x = cpu.embedding_forward(model.embed, ck.tokens);
+    for (Normalisation normalisation : {Normalisation::plain, Normalisation::reference}) {
+        BlockCalibration<CpuBackend> separate(cpu, c, normalisation, "test"), fused_cal(cpu, c, normalisation, "test");
+        auto hooks = [&](BlockCalibration<CpuBackend>& cal) {
+            return std::pair{Model::Hook([&](Index, LinearInput input, const Mat<float>& in) { cal.add(input, in, ck.seq_len); }),
+                             Model::OutputHook([&](Index, ProjectionKind kind, const Mat<float>& y) {
+                                 cal.add_output(kind, y, ck.seq_len);
+                             })};
+        };
+        separate.expect_outputs();
+        fused_cal.expect_outputs();
+        const auto [in1, out1] = hooks(separate);
+        const Mat<float> y1 = Model::block_forward(cpu, c, block, 1, x, ck.seq_len, in1, out1);
+        Model::Block fused = block;
+        Model::fuse_products(cpu, fused);
+        CHECK(fused.fused());
+        CHECK(fused.qkv_weight.rows() == c.q_dim() + 2 * c.kv_dim());
+        CHECK(fused.gate_up_weight.rows() == 2 * c.hidden_dim);
+        CHECK(fused[ProjectionKind::q].weight.size() == 0);  // moved, not copied
+        const auto [in2, out2] = hooks(fused_cal);
+        const Mat<float> y2 = Model::block_forward(cpu, c, fused, 1, x, ck.seq_len, in2, out2);
+        CHECK(test::relative_error(y2, y1) < 1e-6);
+        for (ProjectionKind kind : all_projections) {
+            const Mat<double> w = block[kind].weight.cast<double>();
+            const Mat<double> cm = separate.covariance(kind).matrix();
+            const double expected = (w * cm).cwiseProduct(w).sum();  // <W C, W>
+            CHECK(separate.output_energy(kind) == doctest::Approx(expected).epsilon(1e-5));
+            CHECK(fused_cal.output_energy(kind) == doctest::Approx(expected).epsilon(1e-5));
+        }
+    }
+    // Without outputs added (no expect_outputs), there is no output energy.
+    BlockCalibration<CpuBackend> none(cpu, c, Normalisation::plain, "test");
+    CHECK(none.output_energy(ProjectionKind::q) == -1);
+    // A fused block is forward-only, and only dense blocks fuse.
+    Model::Block adapted = block;
+    adapted[ProjectionKind::k].attach(cpu, lora(cpu, adapted[ProjectionKind::k].weight, LoraConfig{2}), Trainable::B_only);
+    CHECK(test::error_message([&] { Model::fuse_products(cpu, adapted); }).find("self_attn.k_proj") != std::string::npos);
+    Model::fuse_products(cpu, model.blocks[0]);
+    CHECK(test::error_message([&] {
+              model.loss(ck.tokens, ck.tokens, ck.seq_len);
+              model.backward();
+          }).find("fused") != std::string::npos);
+}
+
+TEST_CASE("block_null_spaces warns when an fp32-panel null space lies within 1000x of float rounding") {
+    LlamaConfig c;
+    c.dim = 16;
+    c.n_layers = 1;
+    c.n_heads = 4;
+    c.n_kv_heads = 2;
+    c.hidden_dim = 40;
+    c.vocab_size = 30;
+    const Index rank = 4, tokens = 400;
+    // Activations whose r = 4 smallest covariance eigenvalues are `floor` of
+    // the largest and the rest at least 1e-4: well separated, never deficient.
+    // fp32 panels of 400 tokens round C by ~2 eps_f / sqrt(400) = 1.2e-8 of
+    // lambda_max: 1e-9 is below it, 1e-3 far above.
+    auto calibration = [&](double floor, Accumulation accumulation) {
+        auto cal = std::make_unique<BlockCalibration<CpuBackend>>(cpu, c, Normalisation::plain, "deep", accumulation);
+        for (LinearInput input : all_inputs) {
+            const Index n = input_dim(c, input);
+            const Mat<double> q = cpu.thin_q(test::gaussian<double>(n, n, 70 + n));
+            Mat<double> z = test::gaussian<double>(n, tokens, 80 + n);
+            for (Index i = 0; i < n; ++i)
+                z.row(i) *= std::sqrt(i < rank ? floor : std::pow(10.0, -4.0 * double(n - 1 - i) / double(n - 1)));
+            cal->add(input, Mat<float>((q * z).cast<float>()), tokens);
+        }
+        return cal;
+    };
+    const MethodInfo& method = *find_method("lora-null");
+    pipeline::BuildOptions o;
+    o.rank = rank;
+    for (auto [floor, accumulation, warns] : {std::tuple{1e-9, Accumulation::fp32_panels, true},
+                                              std::tuple{1e-9, Accumulation::fp64, false},
+                                              std::tuple{1e-3, Accumulation::fp32_panels, false}}) {
+        CAPTURE(floor);
+        o.accumulation = accumulation;
+        const auto cal = calibration(floor, accumulation);
+        std::vector<std::string> warnings;
+        const auto spaces = pipeline::block_null_spaces(o, method, 0, cal.get(), cal->matrices(), warnings);
+        REQUIRE(spaces);
+        CHECK(warnings.size() == (warns ? 4u : 0u));
+        if (warns) {
+            CHECK(warnings[0].find("layer 0 attn_in") != std::string::npos);
+            CHECK(warnings[0].find("--accumulate fp64") != std::string::npos);
+        }
+    }
+}
+
 TEST_CASE("initial_knowledge_report from C equals the quantities computed from the activations X") {
     const Index n = 10, m = 7, tokens = 50;
     const Mat<double> x = test::gaussian<double>(n, tokens, 8), w = test::gaussian<double>(m, n, 9);
@@ -165,6 +265,19 @@ TEST_CASE("initial_knowledge_report from C equals the quantities computed from t
     CHECK(r.bound == doctest::Approx(f.scale * a_norm * xq / wx).epsilon(1e-10));
     CHECK(r.tight == doctest::Approx(f.scale * a0x / wx).epsilon(1e-10));
     CHECK(r.tight <= r.bound * (1 + 1e-12));  // the first inequality of SPEC.md section 4
+    // Any A0 (here plain LoRA's random one, rows not in a null space), and
+    // ||W X||^2 / c given by the caller instead of computed.
+    const auto g = lora(cpu, w, LoraConfig{3, 6.0, 5});
+    const InitialKnowledgeReport any = initial_knowledge_report(cpu, w, g.A, g.scale, cov.matrix());
+    const Mat<double> qa = cpu.thin_q(cpu.transpose(g.A));
+    const double xqa = (x.transpose() * qa).norm(), a0xa = (g.A * x).norm();
+    CHECK(any.energy == doctest::Approx(xqa * xqa / x.squaredNorm()).epsilon(1e-10));
+    CHECK(any.bound == doctest::Approx(g.scale * cpu.thin_svd(g.A).singular_values.at(0) * xqa / wx).epsilon(1e-10));
+    CHECK(any.tight == doctest::Approx(g.scale * a0xa / wx).epsilon(1e-10));
+    const InitialKnowledgeReport given =
+        initial_knowledge_report(cpu, w, g.A, g.scale, cov.matrix(), wx * wx / double(tokens));
+    CHECK(given.bound == doctest::Approx(any.bound).epsilon(1e-12));
+    CHECK(given.tight == doctest::Approx(any.tight).epsilon(1e-12));
 }
 
 TEST_CASE("plain_lora is LoraLinear::to_plain_lora, and its product is s (B A - B0 A0)") {

@@ -40,6 +40,7 @@
 
 #include <loranull/core/error.hpp>
 #include <loranull/core/host_matrix.hpp>
+#include <loranull/llama/calibration.hpp>
 #include <loranull/llama/config.hpp>
 #include <loranull/llama/model.hpp>
 #include <loranull/llama/train.hpp>
@@ -257,6 +258,73 @@ struct LlamaModelRun {
             c.below("gradient norm", scalar_error(got.grad_norms[s], expected.grad_norms[s]), tol);
         }
         c.that("the steps did train", expected.step_losses.back() < expected.step_losses.front());
+    }
+};
+
+/// The builder's block forward (loranull-build): a block whose q/k/v and
+/// gate/up run as one stacked product each (fuse_products), its four input
+/// covariances accumulated as the builder does (fp32 panels for float
+/// activations), and the output hook's ||W X||^2 per projection.
+struct FusedBlockCalibration {
+    static constexpr const char* title =
+        "fused block forward with its calibration on the GPU matches the CPU: output, covariances, output energies";
+    template <class T>
+    struct Item {
+        std::string label;
+        ModelSpec<T> spec;
+        std::vector<std::int32_t> tokens;
+        loranull::Index seq_len = 13;
+        loranull::Normalisation normalisation = loranull::Normalisation::plain;
+    };
+    template <class T>
+    struct Result {
+        loranull::HostMatrix<T> output;
+        std::vector<loranull::HostMatrix<double>> covariances;  // by input slot
+        std::vector<double> output_energy;                     // by projection
+    };
+    template <class T, class Bk>
+    static std::vector<Item<T>> items(Bk& b) {
+        std::vector<Item<T>> out;
+        for (bool family : {false, true})
+            for (auto normalisation : {loranull::Normalisation::plain, loranull::Normalisation::reference}) {
+                Item<T> item{std::string(family ? "head_dim 6, biases" : "plain block") +
+                                 (normalisation == loranull::Normalisation::plain ? ", plain" : ", reference"),
+                             LlamaModelRun::spec<T>(b, false, false, false, family), {}, 13, normalisation};
+                item.tokens = random_tokens(2 * 13, item.spec.config.vocab_size, 33);
+                out.push_back(item);
+            }
+        return out;
+    }
+    template <class T, class Bk>
+    static Result<T> run(Bk& b, const Item<T>& in) {
+        using namespace loranull;
+        using Model = LlamaModel<Bk, T>;
+        Model model(b, in.spec.config);
+        for (auto& p : model.parameters()) *p.value = b.upload(in.spec.values.at(p.name));
+        typename Model::Block block = model.blocks[0];
+        Model::fuse_products(b, block);
+        BlockCalibration<Bk, double> cal(b, in.spec.config, in.normalisation, "parity", Accumulation::fp32_panels);
+        cal.expect_outputs();
+        const auto x = b.embedding_forward(model.embed, in.tokens);
+        const auto y = Model::block_forward(
+            b, in.spec.config, block, 0, x, in.seq_len,
+            [&](Index, LinearInput input, const matrix_t<Bk, T>& a) { cal.add(input, a, in.seq_len); },
+            [&](Index, ProjectionKind kind, const matrix_t<Bk, T>& out) { cal.add_output(kind, out, in.seq_len); });
+        Result<T> r;
+        r.output = b.download(y);
+        for (LinearInput input : all_inputs) r.covariances.push_back(b.download(cal.covariance(input).matrix()));
+        for (ProjectionKind kind : all_projections) r.output_energy.push_back(cal.output_energy(kind));
+        return r;
+    }
+    template <class T, class Check>
+    static void check(Check& c, const Item<T>&, const Result<T>& got, const Result<T>& expected) {
+        const double tol = std::is_same_v<T, float> ? 1e-4 : 1e-10;  // as LlamaModelRun: a chain of ~10 kernels
+        c.below("block output", c.relative(got.output, expected.output), tol);
+        c.require("four covariances", got.covariances.size() == 4);
+        for (std::size_t i = 0; i < 4; ++i) c.below("covariance", c.relative(got.covariances[i], expected.covariances[i]), tol);
+        for (std::size_t k = 0; k < 7; ++k)
+            c.below("output energy", std::abs(got.output_energy[k] - expected.output_energy[k]) /
+                                         std::max(std::abs(expected.output_energy[k]), 1e-300), tol);
     }
 };
 

@@ -45,7 +45,7 @@
 /// The whole LLaMA model (llama/ over every primitive): CudaBackend only. A
 /// list of its own so that its CPU half compiles in a translation unit of its
 /// own, in parallel with the linear-algebra one.
-#define LORANULL_PARITY_MODEL_CASES(X) X(LlamaModelRun)
+#define LORANULL_PARITY_MODEL_CASES(X) X(LlamaModelRun) X(FusedBlockCalibration)
 
 /// Cases that need only the NN kernels (and upload, download, zeros): run on
 /// CudaBackend and on the host emulation of its kernels.

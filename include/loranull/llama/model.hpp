@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,11 @@ public:
         // gate (hidden x dim), up (hidden x dim), down (dim x hidden); hd is
         // head_dim, H hd need not equal dim. Biases (out x 1) as the config says.
         Matrix d_attn_norm, d_mlp_norm;
+        // fuse_products(): [Wq; Wk; Wv] ((H + 2 Hkv) hd x dim) and [Wgate; Wup]
+        // (2 hidden x dim), the separate weights then empty; empty otherwise.
+        Matrix qkv_weight, gate_up_weight;
+
+        bool fused() const { return qkv_weight.rows() > 0; }
 
         Projection<Bk, T>& operator[](ProjectionKind p) { return proj[static_cast<std::size_t>(p)]; }
         const Projection<Bk, T>& operator[](ProjectionKind p) const { return proj[static_cast<std::size_t>(p)]; }
@@ -112,6 +118,23 @@ public:
 
     /// Called with (layer, which input, X) during forward when set.
     using Hook = std::function<void(Index, LinearInput, const Matrix&)>;
+    /// Called with (layer, projection, W X) during block_forward when set:
+    /// each projection's output before its bias (the report's ||W X||_F).
+    using OutputHook = std::function<void(Index, ProjectionKind, const Matrix&)>;
+
+    /// For a block that only runs forward (block_forward: the builder's
+    /// calibration): q, k and v, which read the same input, become one product
+    /// of the stacked weight, and gate and up another, instead of five. The
+    /// separate weights are moved into the stacks (no extra memory); the block
+    /// then serves block_forward only (not backward, not adapters).
+    static void fuse_products(Bk& b, Block& block) {
+        for (ProjectionKind kind : {ProjectionKind::q, ProjectionKind::k, ProjectionKind::v, ProjectionKind::gate,
+                                    ProjectionKind::up})
+            require(!block[kind].lora && block[kind].weight.rows() > 0, "LlamaModel::fuse_products",
+                    projection_path(kind), " has an adapter or no weight: only dense blocks fuse");
+        block.qkv_weight = stack_rows(b, block, {ProjectionKind::q, ProjectionKind::k, ProjectionKind::v});
+        block.gate_up_weight = stack_rows(b, block, {ProjectionKind::gate, ProjectionKind::up});
+    }
 
     /// Logits (vocab x T) for tokens (T = batch * seq_len), caching what backward needs.
     Matrix forward(const std::vector<std::int32_t>& tokens, Index seq_len, const Hook& hook = {}) {
@@ -141,7 +164,7 @@ public:
     /// one block's weights at a time. Static, so a lone Block (loaded by itself,
     /// without a whole model) can run; `layer` is only passed to the hook.
     static Matrix block_forward(Bk& b, const LlamaConfig& config, const Block& block, Index layer, Matrix x,
-                                Index seq_len, const Hook& hook = {}) {
+                                Index seq_len, const Hook& hook = {}, const OutputHook& outputs = {}) {
         const char* where = "LlamaModel::block_forward";
         require(seq_len >= 1 && seq_len <= config.max_seq_len, where, "sequence length ", seq_len,
                 " is outside 1 .. max_seq_len = ", config.max_seq_len);
@@ -151,7 +174,7 @@ public:
         BlockCache scratch;
         return block_forward_cached(b, config, block, layer, std::move(x),
                                     AttentionShape{config.n_heads, config.n_kv_heads, config.head_dim(), seq_len}, hook,
-                                    scratch);
+                                    scratch, /*keep_for_backward=*/false, outputs);
     }
 
     /// block_forward on this model's block `layer`.
@@ -194,6 +217,8 @@ public:
     void backward() {
         Bk& b = *backend_;
         require(cache_.probs.cols() > 0, "LlamaModel::backward", "call loss() first");
+        for (const Block& block : blocks)
+            require(!block.fused(), "LlamaModel::backward", "a block fused for forward only (fuse_products)");
         const bool full = train_embeddings_and_norms;
         const Matrix d_logits = b.cross_entropy_backward(cache_.probs, cache_.targets);  // vocab x T
         Matrix d_normed;
@@ -298,29 +323,73 @@ private:
     /// The block's forward, keeping in c what backward needs: the one copy of
     /// the block code (forward and block_forward both run it).
     static Matrix block_forward_cached(Bk& b, const LlamaConfig& config, const Block& block, Index layer, Matrix x,
-                                       const AttentionShape& shape, const Hook& hook, BlockCache& c) {
+                                       const AttentionShape& shape, const Hook& hook, BlockCache& c,
+                                       bool keep_for_backward = true, const OutputHook& outputs = {}) {
         const Index seq_len = shape.seq_len;
+        // One projection's output, seen by the output hook before its bias.
+        auto finish = [&](ProjectionKind kind, Matrix y) {
+            if (outputs) outputs(layer, kind, y);
+            block[kind].add_bias(b, y);
+            return y;
+        };
+        auto project = [&](ProjectionKind kind, const Matrix& in) { return finish(kind, block[kind].forward_unbiased(b, in)); };
         c.x_in = x;
         c.attn_in = b.rmsnorm_forward(x, block.attn_norm, T(config.norm_eps), c.rstd_attn);
         if (hook) hook(layer, LinearInput::attn_in, c.attn_in);
-        c.q = block[ProjectionKind::q].forward(b, c.attn_in);
-        c.k = block[ProjectionKind::k].forward(b, c.attn_in);
-        c.v = block[ProjectionKind::v].forward(b, c.attn_in);
+        if (block.fused()) {  // [q; k; v] = [Wq; Wk; Wv] a, then split by rows
+            const Matrix y = product(b, block.qkv_weight, c.attn_in);
+            const Index q_rows = config.q_dim(), kv_rows = config.kv_dim(), t = y.cols();
+            c.q = finish(ProjectionKind::q, b.block(y, 0, 0, q_rows, t));
+            c.k = finish(ProjectionKind::k, b.block(y, q_rows, 0, kv_rows, t));
+            c.v = finish(ProjectionKind::v, b.block(y, q_rows + kv_rows, 0, kv_rows, t));
+        } else {
+            c.q = project(ProjectionKind::q, c.attn_in);
+            c.k = project(ProjectionKind::k, c.attn_in);
+            c.v = project(ProjectionKind::v, c.attn_in);
+        }
         const std::vector<double> frequencies = rope_frequencies(config);
         b.rope(c.q, config.n_heads, config.head_dim(), seq_len, frequencies);
         b.rope(c.k, config.n_kv_heads, config.head_dim(), seq_len, frequencies);
-        c.o_in = b.attention_forward(c.q, c.k, c.v, shape, c.probs);
+        if (keep_for_backward)
+            c.o_in = b.attention_forward(c.q, c.k, c.v, shape, c.probs);
+        else if constexpr (requires { b.attention_inference(c.q, c.k, c.v, shape); })
+            c.o_in = b.attention_inference(c.q, c.k, c.v, shape);  // no seq^2 probabilities kept
+        else
+            c.o_in = b.attention_forward(c.q, c.k, c.v, shape, c.probs);
         if (hook) hook(layer, LinearInput::o_in, c.o_in);
-        b.axpy(T(1), block[ProjectionKind::o].forward(b, c.o_in), x);
+        b.axpy(T(1), project(ProjectionKind::o, c.o_in), x);
         c.x_mid = x;
         c.mlp_in = b.rmsnorm_forward(x, block.mlp_norm, T(config.norm_eps), c.rstd_mlp);
         if (hook) hook(layer, LinearInput::mlp_in, c.mlp_in);
-        c.gate = block[ProjectionKind::gate].forward(b, c.mlp_in);
-        c.up = block[ProjectionKind::up].forward(b, c.mlp_in);
+        if (block.fused()) {  // [gate; up] = [Wgate; Wup] m
+            const Matrix y = product(b, block.gate_up_weight, c.mlp_in);
+            const Index h = config.hidden_dim, t = y.cols();
+            c.gate = finish(ProjectionKind::gate, b.block(y, 0, 0, h, t));
+            c.up = finish(ProjectionKind::up, b.block(y, h, 0, h, t));
+        } else {
+            c.gate = project(ProjectionKind::gate, c.mlp_in);
+            c.up = project(ProjectionKind::up, c.mlp_in);
+        }
         c.down_in = b.swiglu_forward(c.gate, c.up);
         if (hook) hook(layer, LinearInput::down_in, c.down_in);
-        b.axpy(T(1), block[ProjectionKind::down].forward(b, c.down_in), x);
+        b.axpy(T(1), project(ProjectionKind::down, c.down_in), x);
         return x;
+    }
+
+    /// The weights of `kinds` stacked by rows (moved out of their projections).
+    static Matrix stack_rows(Bk& b, Block& block, std::initializer_list<ProjectionKind> kinds) {
+        Index rows = 0;
+        const Index cols = block[*kinds.begin()].weight.cols();
+        for (ProjectionKind kind : kinds) rows += block[kind].weight.rows();
+        Matrix stacked = zeros<T>(b, rows, cols);
+        Index row = 0;
+        for (ProjectionKind kind : kinds) {
+            Matrix w = std::move(block[kind].weight);
+            block[kind].weight = Matrix();
+            b.set_block(stacked, row, 0, w);
+            row += w.rows();
+        }
+        return stacked;
     }
 
     Bk* backend_;

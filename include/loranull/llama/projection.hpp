@@ -58,12 +58,19 @@ public:
     }
 
     Matrix forward(Bk& b, const Matrix& x) const {
-        Matrix y = lora ? lora->forward(x) : product(b, weight, x);
-        if (bias.rows() > 0) {  // y += b 1^T: a rank-one product, on any backend
-            const Matrix ones = b.upload(HostMatrix<T>(1, x.cols(), T(1)));
-            b.gemm(Op::none, Op::none, T(1), bias, ones, T(1), y);
-        }
+        Matrix y = forward_unbiased(b, x);
+        add_bias(b, y);
         return y;
+    }
+
+    /// W x (or W_res x + s B A x): the output without the bias.
+    Matrix forward_unbiased(Bk& b, const Matrix& x) const { return lora ? lora->forward(x) : product(b, weight, x); }
+
+    /// y += b 1^T when the projection has a bias: a rank-one product, on any backend.
+    void add_bias(Bk& b, Matrix& y) const {
+        if (bias.rows() == 0) return;
+        const Matrix ones = b.upload(HostMatrix<T>(1, y.cols(), T(1)));
+        b.gemm(Op::none, Op::none, T(1), bias, ones, T(1), y);
     }
 
     /// Accumulates the gradients of what trains; returns dL/dx.

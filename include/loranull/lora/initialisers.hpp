@@ -214,8 +214,9 @@ LoraFactors<Bk, typename M::Scalar> lora_null(Bk& b, const M& w, const NullSpace
             ", W has ", w.cols(), " columns");
     require(null_space.rank() == config.rank, where, "null space has rank ", null_space.rank(), ", config asks for ",
             config.rank);
-    const matrix_t<Bk, Tc> w_c = b.template convert<Tc>(w);
-    const matrix_t<Bk, Tc> m = product(b, w_c, null_space.basis);   // m x r
+    matrix_t<Bk, Tc> m;  // m x r: W U_null, in the null space's precision (no copy of W when it is already)
+    if constexpr (std::is_same_v<typename M::Scalar, Tc>) m = product(b, w, null_space.basis);
+    else m = product(b, b.template convert<Tc>(w), null_space.basis);
     const auto svd = b.thin_svd(m);                                   // U_M (m x r), S, Q (r x r)
     const matrix_t<Bk, Tc> v = product(b, null_space.basis, svd.V);  // n x r: U_null Q
     return detail::factors_from_triplets(b, w, svd.U, svd.singular_values, v, config, "lora-null");

@@ -116,18 +116,29 @@ struct InitialKnowledgeReport {
     double tight = 0;
 };
 
+///
+/// Cost: one n x n x r product (C Q); with A0 = R Q^T (R = A0 Q, r x r, exact
+/// as Q spans A0's rows) ||A0 X||^2 / c = tr(R G R^T) and ||A0||_2 = ||R||_2
+/// follow from G = Q^T C Q at O(r^3). ||W X||^2 / c = <W C, W> costs m n^2
+/// unless the caller measured it during the forward pass (out_energy >= 0:
+/// BlockCalibration::output_energy).
 template <class Bk, class M>
-InitialKnowledgeReport initial_knowledge_report(Bk& b, const M& w, const M& a0, double scale, const M& c) {
+InitialKnowledgeReport initial_knowledge_report(Bk& b, const M& w, const M& a0, double scale, const M& c,
+                                                double out_energy = -1) {
     const char* where = "initial_knowledge_report";
     require(c.rows() == c.cols() && c.rows() == w.cols() && a0.cols() == w.cols(), where, "W is ",
             shape_string(w.rows(), w.cols()), ", A0 is ", shape_string(a0.rows(), a0.cols()), ", C is ",
             shape_string(c.rows(), c.cols()), " (need C n x n for W m x n, A0 r x n)");
-    const M q = b.thin_q(b.transpose(a0));                                            // n x r
-    const double seen = std::max(0.0, double(b.trace(product(b, q, product(b, c, q), Op::transpose))));  // tr(Q^T C Q)
+    const M q = b.thin_q(b.transpose(a0));                       // n x r
+    const M g = product(b, q, product(b, c, q), Op::transpose);  // r x r: Q^T C Q
+    const M r_factor = product(b, a0, q);                        // r x r: A0 = R Q^T
+    const double seen = std::max(0.0, double(b.trace(g)));       // tr(Q^T C Q)
     const double total = double(b.trace(c));
-    const double a_norm = detail::spectral_norm(b, a0);
-    const double out_energy = std::max(0.0, double(b.dot(product(b, w, c), w)));      // ||W X||^2 / c
-    const double adapter_energy = std::max(0.0, double(b.dot(product(b, a0, c), a0)));  // ||A0 X||^2 / c
+    const double a_norm = detail::spectral_norm(b, r_factor);
+    if (out_energy < 0) out_energy = double(b.dot(product(b, w, c), w));  // ||W X||^2 / c
+    out_energy = std::max(0.0, out_energy);
+    const double adapter_energy =  // ||A0 X||^2 / c = tr(R G R^T)
+        std::max(0.0, double(b.trace(product(b, product(b, r_factor, g), r_factor, Op::none, Op::transpose))));
     const double s = std::abs(scale);
     InitialKnowledgeReport r;
     r.energy = total > 0 ? seen / total : 0.0;
