@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <exception>
 #include <functional>
+#include <malloc.h>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -30,6 +31,17 @@
 #include <loranull/pipeline/build_options.hpp>
 
 namespace loranull::tools {
+
+/// glibc serves every allocation above 32 MiB with a fresh mmap and returns it
+/// on free, so each of a forward pass's large temporaries (a 2816 x 4096 float
+/// product is 46 MiB) is page-faulted and zeroed by the kernel again: 20-40%
+/// of a block's forward on the benchmark checkpoint (docs/benchmarks.md). Keep
+/// freed memory in the heap for reuse instead. The peak (VmHWM) is unchanged:
+/// only what was already resident stays so.
+inline void reuse_freed_memory() {
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);  // below 1 GiB: from the heap, reused after free
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+}
 
 /// A mistake on the command line (exit status 2).
 struct UsageError : std::runtime_error {
@@ -177,6 +189,7 @@ private:
 /// name, instead of killing the tool with SIGXFSZ.
 inline int run_tool(const char* tool, const std::function<int()>& body, const std::function<void()>& before_error = {}) {
     std::signal(SIGXFSZ, SIG_IGN);
+    reuse_freed_memory();
     auto report = [&](const std::string& message) {
         if (before_error) before_error();
         std::string line = message;

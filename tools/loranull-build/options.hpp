@@ -20,7 +20,7 @@ usage:
   loranull-build --model DIR --method M --rank R --out DIR
                  [--calib TOKENS.safetensors | --calib-text FILE [--format lines|jsonl] [--text-field NAME]]
                  [--alpha A] [--seed S] [--samples N] [--seq-len T] [--batch B]
-                 [--layers LIST] [--normalisation plain|reference] [--dtype f32|bf16|f16]
+                 [--layers LIST] [--normalisation plain|reference] [--accumulate fp64|fp32-panels] [--dtype f32|bf16|f16]
                  [--export residual|plain] [--device cpu|cuda] [--allow-rank-deficient]
                  [--hidden-on-host] [--save-covariances] [--keep-blocks]
   mpirun -np K loranull-build <the same options>
@@ -58,6 +58,13 @@ options (each takes one value, as "--name value" or "--name=value", except the f
   --layers LIST      blocks to adapt, e.g. "0-3,7" (default: all)
   --normalisation X  covariance normalisation: plain (mean of x x^T, default) or
                      reference (each sample scaled by 1/|max|, divided by 256)
+  --accumulate A     how float activations reach the double covariances: fp64
+                     (default: every product in double, exact) or fp32-panels
+                     (each chunk's X X^T in float at ?ssyrk speed, summed in
+                     double: about twice as fast; the knowledge bound to 1e-3
+                     while the null space's eigenvalues stay above 1e-7 of the
+                     largest, warned below that, but not the exact subspace;
+                     docs/math.md, "Accumulation")
   --dtype D          storage type of the outputs: f32, bf16 or f16 (default: each
                      tensor keeps the checkpoint's dtype). Computation is float
                      (forward) and double (covariances, decompositions), rounded last.
@@ -98,7 +105,7 @@ inline pipeline::BuildOptions parse_options(int argc, char** argv) {
     CommandLine cl(help_text);
     for (const char* name : {"--model", "--calib", "--calib-text", "--format", "--text-field", "--method", "--rank",
                              "--out", "--alpha", "--seed", "--samples",
-                             "--seq-len", "--batch", "--layers", "--normalisation", "--dtype", "--export", "--device",
+                             "--seq-len", "--batch", "--layers", "--normalisation", "--accumulate", "--dtype", "--export", "--device",
                              "--stop-after-blocks"})
         cl.value(name);
     for (const char* name : {"--allow-rank-deficient", "--save-covariances", "--keep-blocks", "--hidden-on-host"})
@@ -131,6 +138,10 @@ inline pipeline::BuildOptions parse_options(int argc, char** argv) {
     if (normalisation != "plain" && normalisation != "reference")
         throw UsageError("--normalisation must be plain or reference, got '" + normalisation + "'");
     o.normalisation = parse_normalisation(normalisation);
+    const std::string accumulate = cl.get("--accumulate", "fp64");
+    if (accumulate != "fp64" && accumulate != "fp32-panels")
+        throw UsageError("--accumulate must be fp64 or fp32-panels, got '" + accumulate + "'");
+    o.accumulation = parse_accumulation(accumulate);
     if (cl.has("--dtype")) {
         const std::string d = cl.get("--dtype");
         if (d == "f32") o.dtype = io::Dtype::F32;

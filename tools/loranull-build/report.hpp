@@ -46,9 +46,10 @@ inline void print_report(const nlohmann::json& report, bool has_data) {
     }
     const auto& t = report["seconds"];
     std::printf("time %.2f s: load %.2f, embedding %.2f, forward %.2f, covariance %.2f, reduction %.2f, "
-                "decomposition %.2f, block writes %.2f, assembly %.2f%s\n",
+                "decomposition %.2f (null spaces %.2f, report %.2f), block writes %.2f, assembly %.2f%s\n",
                 double(t["total"]), double(t["load"]), double(t["embedding"]), double(t["forward"]),
-                double(t["covariance"]), double(t["reduction"]), double(t["decomposition"]), double(t["block_writes"]),
+                double(t["covariance"]), double(t["reduction"]), double(t["decomposition"]),
+                double(t["decomposition_null_spaces"]), double(t["decomposition_report"]), double(t["block_writes"]),
                 double(t["assembly"]), int(report["ranks"]) > 1 ? " (rank 0's)" : "");
     if (int(report["ranks"]) > 1) {
         const auto& a = report["seconds_all_ranks"];

@@ -18,6 +18,7 @@
 // Every file is published through io::write_file_atomically (PATH.tmp,
 // fsync, rename): complete or absent.
 
+#include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <cstdint>
@@ -98,27 +99,35 @@ inline void write_safetensors(const std::filesystem::path& path, const std::map<
 }
 
 /// m (rows x cols, column-major) written row by row as `dtype` (F64, F32, F16,
-/// BF16): a [rows, cols] tensor's data.
+/// BF16): a [rows, cols] tensor's data. Rows go 16 at a time, so that the
+/// column-major source is read along its columns (contiguous) rather than
+/// across them.
 template <Real T>
 void encode_row_major(const HostMatrix<T>& m, Dtype dtype, std::ostream& out) {
     require(is_floating(dtype), "io::encode_row_major", "cannot store a matrix as ", dtype_name(dtype));
-    const std::size_t size = dtype_size(dtype);
-    std::vector<unsigned char> row(static_cast<std::size_t>(m.cols()) * size);
-    for (Index i = 0; i < m.rows(); ++i) {
-        for (Index j = 0; j < m.cols(); ++j) {
-            const double v = double(m(i, j));
-            std::uint64_t bits = 0;
-            switch (dtype) {
-                case Dtype::F64: bits = std::bit_cast<std::uint64_t>(v); break;
-                case Dtype::F32: bits = std::bit_cast<std::uint32_t>(static_cast<float>(v)); break;
-                case Dtype::F16: bits = float_to_f16(double_to_float_round_to_odd(v)); break;
-                case Dtype::BF16: bits = float_to_bf16(double_to_float_round_to_odd(v)); break;
-                default: break;
+    const std::size_t size = dtype_size(dtype), cols = static_cast<std::size_t>(m.cols());
+    constexpr Index rows_per_pass = 16;
+    std::vector<unsigned char> rows(rows_per_pass * cols * size);
+    auto encode = [&](auto bits_of) {
+        for (Index i0 = 0; i0 < m.rows(); i0 += rows_per_pass) {
+            const Index count = std::min(rows_per_pass, m.rows() - i0);
+            for (Index j = 0; j < m.cols(); ++j) {
+                const T* column = m.data() + j * m.rows() + i0;
+                for (Index i = 0; i < count; ++i) {
+                    const std::uint64_t bits = bits_of(double(column[i]));
+                    unsigned char* at = rows.data() + (static_cast<std::size_t>(i) * cols + static_cast<std::size_t>(j)) * size;
+                    for (std::size_t b = 0; b < size; ++b) at[b] = static_cast<unsigned char>(bits >> (8 * b));
+                }
             }
-            for (std::size_t b = 0; b < size; ++b)
-                row[static_cast<std::size_t>(j) * size + b] = static_cast<unsigned char>(bits >> (8 * b));
+            out.write(reinterpret_cast<const char*>(rows.data()), static_cast<std::streamsize>(count * cols * size));
         }
-        out.write(reinterpret_cast<const char*>(row.data()), static_cast<std::streamsize>(row.size()));
+    };
+    switch (dtype) {
+        case Dtype::F64: encode([](double v) { return std::bit_cast<std::uint64_t>(v); }); break;
+        case Dtype::F32: encode([](double v) { return std::uint64_t(std::bit_cast<std::uint32_t>(static_cast<float>(v))); }); break;
+        case Dtype::F16: encode([](double v) { return std::uint64_t(float_to_f16(double_to_float_round_to_odd(v))); }); break;
+        case Dtype::BF16: encode([](double v) { return std::uint64_t(float_to_bf16(double_to_float_round_to_odd(v))); }); break;
+        default: break;
     }
 }
 

@@ -38,6 +38,7 @@
 #include <set>
 #include <span>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -198,7 +199,7 @@ private:
     BuildTimings timings_summed_over_ranks() {
         BuildTimings sum = timings_;
         if (!ranks_.many()) return sum;
-        std::array<std::int64_t, 8> us{};
+        std::array<std::int64_t, std::tuple_size_v<decltype(sum.parts())>> us{};
         auto parts = sum.parts();
         for (std::size_t k = 0; k < parts.size(); ++k) us[k] = std::llround(*parts[k] * 1e6);
         ranks_.comm().sum(std::span<std::int64_t>(us));
@@ -311,11 +312,15 @@ private:
             std::optional<BlockCalibration<Bk, double>> cal;
             ranks_.locally([&] {
                 status((is_pending ? "block " : "forward through finished block ") + std::to_string(l));
-                if (calibrate && is_pending)
-                    cal.emplace(b_, config_, o_.normalisation, o_.calibration_file() + "#" + calibration_.hash);
+                if (calibrate && is_pending) {
+                    cal.emplace(b_, config_, o_.normalisation, o_.calibration_file() + "#" + calibration_.hash,
+                                o_.accumulation);
+                    cal->expect_outputs();  // forward_samples' output hook: the report's ||W X||
+                }
                 if (!calibrate || samples == 0) return;  // no forward here: decompose() reads the weights it needs
                 auto t = Clock::now();
-                const typename Model::Block block = checkpoint.load_block<float>(b_, l);
+                typename Model::Block block = checkpoint.load_block<float>(b_, l);
+                Model::fuse_products(b_, block);  // q/k/v and gate/up: one product each
                 timings_.load += settled_seconds_since(t);
                 forward_samples(block, l, l < last, samples, hidden, hidden_host, cal);
             });
@@ -364,18 +369,25 @@ private:
         const Index seq_len = calibration_.seq_len;
         double hook_seconds = 0;
         typename Model::Hook hook;
-        if (cal)
+        typename Model::OutputHook outputs;
+        if (cal) {
             hook = [&](Index, LinearInput which, const MatrixF& x) {
                 const auto h = Clock::now();
                 cal->add(which, x, seq_len);
                 hook_seconds += settled_seconds_since(h);
             };
+            outputs = [&](Index, ProjectionKind kind, const MatrixF& y) {
+                const auto h = Clock::now();
+                cal->add_output(kind, y, seq_len);
+                hook_seconds += settled_seconds_since(h);
+            };
+        }
         const auto t = Clock::now();
         for (Index s = 0; s < samples; s += batch_) {
             const Index count = std::min(batch_, samples - s);
             MatrixF x = o_.hidden_on_host ? b_.upload(columns(hidden_host, s * seq_len, count * seq_len))
                                           : b_.block(hidden, 0, s * seq_len, config_.dim, count * seq_len);
-            MatrixF y = Model::block_forward(b_, config_, block, l, std::move(x), seq_len, hook);
+            MatrixF y = Model::block_forward(b_, config_, block, l, std::move(x), seq_len, hook, outputs);
             if (!keep_output) continue;  // the last pending block's output is never used
             if (o_.hidden_on_host)
                 set_columns(hidden_host, s * seq_len, b_.download(y));
@@ -429,8 +441,8 @@ private:
     /// (block_decomposition.hpp).
     BlockOutput decompose(io::HfCheckpointReader& checkpoint, Index layer, const BlockCalibration<Bk, double>* cal) {
         const auto t0 = Clock::now();
-        BlockOutput output =
-            decompose_block(b_, o_, method_, config_, folder_.settings_hash(), checkpoint, layer, cal);
+        BlockOutput output = decompose_block(b_, o_, method_, config_, folder_.settings_hash(), checkpoint, layer, cal,
+                                             &timings_);
         timings_.decomposition += settled_seconds_since(t0);
         return output;
     }

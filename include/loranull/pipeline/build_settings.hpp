@@ -28,17 +28,21 @@ namespace loranull::pipeline {
 /// at each agreement); 0 for one process.
 struct BuildTimings {
     double load = 0, embed = 0, forward = 0, covariance = 0, reduction = 0, decomposition = 0, write = 0, assembly = 0;
+    // Parts of `decomposition`: the null spaces (C formed, ?syevr, the rank
+    // report's power iteration) and the knowledge report.
+    double null_spaces = 0, report = 0;
 
     /// In a fixed order, for summing over ranks.
-    std::array<double*, 8> parts() {
-        return {&load, &embed, &forward, &covariance, &reduction, &decomposition, &write, &assembly};
+    std::array<double*, 10> parts() {
+        return {&load, &embed, &forward, &covariance, &reduction, &decomposition, &write, &assembly, &null_spaces, &report};
     }
     static nlohmann::json to_json(const BuildTimings& t, double total) {
         return {{"total", total},           {"load", t.load},
                 {"embedding", t.embed},     {"forward", t.forward},
                 {"covariance", t.covariance}, {"reduction", t.reduction},
                 {"decomposition", t.decomposition}, {"block_writes", t.write},
-                {"assembly", t.assembly}};
+                {"assembly", t.assembly},   {"decomposition_null_spaces", t.null_spaces},
+                {"decomposition_report", t.report}};
     }
 };
 
@@ -69,6 +73,7 @@ inline nlohmann::json settings_json(const BuildOptions& o, const std::vector<Ind
     s["seed"] = o.seed;
     s["layers"] = layers;
     s["normalisation"] = std::string(normalisation_name(o.normalisation));
+    s["accumulate"] = std::string(accumulation_name(o.accumulation));
     s["dtype"] = o.dtype ? std::string(io::dtype_name(*o.dtype)) : "keep";
     s["export"] = o.export_plain ? "plain" : "residual";
     return s;
