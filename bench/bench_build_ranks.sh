@@ -1,6 +1,6 @@
 #!/bin/sh
-# CPU scaling of loranull-build under MPI: the 100M checkpoint of
-# bench/bench_build.sh (64 x 512 calibration tokens, LoRA-Null rank 128), one
+# CPU scaling of loranull-build under MPI: the 113M checkpoint of
+# bench/bench_build.sh (32 x 512 calibration tokens, LoRA-Null rank 128), one
 # process of one thread against `mpirun -np 2` of one thread each, in the same
 # run on the same machine; then each part's seconds from report.json (rank 0's
 # wall clock, and for 2 ranks the sum over ranks). Minutes on 2 cores; not run
@@ -17,9 +17,9 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_va
 for ranks in 1 2; do
   echo "== $ranks rank(s), 1 thread each"
   if [ "$ranks" = 1 ]; then launch=""; else launch="mpirun -np $ranks --oversubscribe --bind-to none"; fi
-  LAUNCH="$launch" METHODS=lora-null sh "$here/bench_build.sh" "$build" "$work" >"$work/ranks-$ranks.txt" 2>&1 ||
+  LAUNCH="$launch" METHODS=lora-null ACCUMULATE=fp64 sh "$here/bench_build.sh" "$build" "$work" >"$work/ranks-$ranks.txt" 2>&1 ||
     { cat "$work/ranks-$ranks.txt"; exit 1; }
-  cp "$work/out-lora-null/report.json" "$work/report-ranks-$ranks.json"
+  cp "$work/out-lora-null-fp64/report.json" "$work/report-ranks-$ranks.json"
   grep -E "Elapsed|Maximum resident" "$work/ranks-$ranks.txt" || true
 done
 python3 - "$work" <<'PY'

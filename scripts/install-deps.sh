@@ -3,11 +3,14 @@
 # jargon-text (the Jargon File, public domain), zlib and gnuplot are for the
 # knowledge-retention experiment (docs/results.md); Open MPI for mpirun -np K
 # loranull-build (docs/loranull-build.md) and its tests. CUDA is optional and not installed here: when nvcc is on PATH the CUDA
-# targets are built too.
+# targets are built too. LORANULL_BENCH_PEERS=1 adds PyTorch for the benchmarks' peers.
 set -euo pipefail
 packages=(cmake ninja-build g++ ccache libeigen3-dev libopenblas-dev liblapacke-dev nlohmann-json3-dev
           doctest-dev libbenchmark-dev libcli11-dev python3-numpy zlib1g-dev jargon-text gnuplot-nox
           libpcre2-dev libutf8proc-dev libopenmpi-dev openmpi-bin)
+# The benchmarks' PyTorch peers (bench/pytorch_*.py; docs/benchmarks.md): large,
+# and no test needs them, so only on request.
+if [ "${LORANULL_BENCH_PEERS:-0}" = 1 ]; then packages+=(python3-torch); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

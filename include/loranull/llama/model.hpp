@@ -333,7 +333,7 @@ private:
             return y;
         };
         auto project = [&](ProjectionKind kind, const Matrix& in) { return finish(kind, block[kind].forward_unbiased(b, in)); };
-        c.x_in = x;
+        if (keep_for_backward) c.x_in = x;  // the residual stream itself: only the backward reads it again
         c.attn_in = b.rmsnorm_forward(x, block.attn_norm, T(config.norm_eps), c.rstd_attn);
         if (hook) hook(layer, LinearInput::attn_in, c.attn_in);
         if (block.fused()) {  // [q; k; v] = [Wq; Wk; Wv] a, then split by rows
@@ -358,7 +358,7 @@ private:
             c.o_in = b.attention_forward(c.q, c.k, c.v, shape, c.probs);
         if (hook) hook(layer, LinearInput::o_in, c.o_in);
         b.axpy(T(1), project(ProjectionKind::o, c.o_in), x);
-        c.x_mid = x;
+        if (keep_for_backward) c.x_mid = x;
         c.mlp_in = b.rmsnorm_forward(x, block.mlp_norm, T(config.norm_eps), c.rstd_mlp);
         if (hook) hook(layer, LinearInput::mlp_in, c.mlp_in);
         if (block.fused()) {  // [gate; up] = [Wgate; Wup] m
