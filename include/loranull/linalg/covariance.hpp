@@ -55,9 +55,10 @@ inline Normalisation parse_normalisation(std::string_view name) {
 ///   fp64         each panel converted to double, then a double rank update
 ///                (?dsyrk): every product exact, half the speed of ?ssyrk;
 ///   fp32_panels  each add's X X^T formed in float (?ssyrk, full speed) and
-///                added to the double sum: rounding of one panel's sum of
-///                X.cols() products (relative ~sqrt(T) eps_f per entry), never
-///                carried from one panel to the next.
+///                added to the double sum: each entry of a panel is a float
+///                sum of T = X.cols() products, off by ~eps_f sqrt(T) times a
+///                typical product, and nothing is carried from one panel to
+///                the next in float.
 /// Only float activations into a double sum have a choice: double ones are
 /// exact either way, and 16-bit ones (the GPU) go to their own route.
 enum class Accumulation { fp64, fp32_panels };
@@ -259,12 +260,14 @@ private:
                 backend_->syrk_lower(To(1), x, out);
                 return;
             }
-            for (Index k = 0; k < count; ++k) {
-                const M sample = count == 1 ? x : backend_->block(x, 0, k * width, x.rows(), width);
+            auto one = [&](const M& sample, Index k) {
                 const T c2 = squared_scale(sample, where);
                 scales[static_cast<std::size_t>(k)] = static_cast<double>(c2);
                 backend_->syrk_lower(static_cast<To>(T(1) / c2), sample, out);
-            }
+            };
+            if (count == 1) one(x, 0);  // no copy of a lone sample
+            else
+                for (Index k = 0; k < count; ++k) one(backend_->block(x, 0, k * width, x.rows(), width), k);
         };
         if constexpr (std::is_same_v<Tx, float> && std::is_same_v<T, double>) {
             if (accumulation_ == Accumulation::fp32_panels) {
