@@ -16,6 +16,7 @@
 #include <Eigen/Dense>
 
 #include "loranull/backend/backend.hpp"
+#include "loranull/backend/cpu/gemm.hpp"
 #include "loranull/backend/cpu/nn_kernels.hpp"
 #include "loranull/backend/cpu/reference.hpp"
 #include "loranull/core/error.hpp"
@@ -113,24 +114,7 @@ public:
                 shape_string(out.rows(), out.cols()));
         require(out.size() == 0 || (out.data() != a.data() && out.data() != b.data()), "CpuBackend::gemm",
                 "out must not alias A or B");
-#ifndef LORANULL_CPU_NO_LAPACK
-        if (m > 0 && n > 0 && k > 0) {  // ?gemm at OpenBLAS's speed (beta = 0 ignores old contents, NaN included)
-            const char* where = "CpuBackend::gemm";
-            lapack::gemm<T>(op_a == Op::transpose, op_b == Op::transpose, lapack::to_int(m, where),
-                            lapack::to_int(n, where), lapack::to_int(k, where), alpha, a.data(),
-                            lapack::to_int(a.rows(), where), b.data(), lapack::to_int(b.rows(), where), beta,
-                            out.data(), lapack::to_int(out.rows(), where));
-            return;
-        }
-#endif
-        if (beta == T(0)) out.setZero();  // beta = 0 ignores old contents, NaN included
-        else if (beta != T(1)) out *= beta;
-        if (m == 0 || n == 0 || k == 0) return;
-        // Eigen dispatches each of the four cases to its blocked GEMM kernel.
-        if (op_a == Op::none && op_b == Op::none) out.noalias() += alpha * a * b;
-        else if (op_a == Op::none) out.noalias() += alpha * a * b.transpose();
-        else if (op_b == Op::none) out.noalias() += alpha * a.transpose() * b;
-        else out.noalias() += alpha * a.transpose() * b.transpose();
+        cpu_detail::gemm(op_a == Op::transpose, op_b == Op::transpose, alpha, a, b, beta, out);
     }
 
     /// out_lower += alpha X X^T; X may be float while out is double (the

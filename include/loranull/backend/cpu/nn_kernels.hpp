@@ -15,45 +15,17 @@
 
 #include <cmath>
 #include <cstdint>
-#include <type_traits>
 #include <vector>
 
 #include <Eigen/Dense>
 
+#include "loranull/backend/cpu/gemm.hpp"
 #include "loranull/backend/nn.hpp"
 #include "loranull/core/error.hpp"
 #include "loranull/core/types.hpp"
-#ifndef LORANULL_CPU_NO_LAPACK
-#include "loranull/backend/cpu/lapack.hpp"
-#endif
 
 namespace loranull {
 
-namespace cpu_detail {
-
-/// c = alpha op(a) op(b) + beta c on Eigen matrices or blocks of them (column-
-/// major, any outer stride): the per-head products of attention, through BLAS
-/// like every other product of the CPU backend.
-template <class A, class B, class C>
-void gemm(bool transpose_a, bool transpose_b, typename std::remove_cvref_t<C>::Scalar alpha, const A& a, const B& b,
-          typename std::remove_cvref_t<C>::Scalar beta, C&& c) {
-    using T = typename std::remove_cvref_t<C>::Scalar;
-#ifndef LORANULL_CPU_NO_LAPACK
-    const Index k = transpose_a ? a.rows() : a.cols();
-    lapack::gemm<T>(transpose_a, transpose_b, static_cast<lapack_int>(c.rows()), static_cast<lapack_int>(c.cols()),
-                    static_cast<lapack_int>(k), alpha, a.data(), static_cast<lapack_int>(a.outerStride()), b.data(),
-                    static_cast<lapack_int>(b.outerStride()), beta, c.data(), static_cast<lapack_int>(c.outerStride()));
-#else
-    if (beta == T(0)) c.setZero();
-    else c *= beta;
-    if (transpose_a && transpose_b) c.noalias() += alpha * (a.transpose() * b.transpose());
-    else if (transpose_a) c.noalias() += alpha * (a.transpose() * b);
-    else if (transpose_b) c.noalias() += alpha * (a * b.transpose());
-    else c.noalias() += alpha * (a * b);
-#endif
-}
-
-}  // namespace cpu_detail
 
 class CpuNnKernels {
 public:
@@ -163,13 +135,7 @@ public:
                 auto vh = v.block(kv * a.head_dim, b * s, a.head_dim, s);
                 auto p = probs.block(0, (b * a.heads + h) * s, s, s);
                 cpu_detail::gemm(true, false, inv_sqrt, kh, qh, T(0), p);  // s x s: K_h^T Q_h / sqrt(hd)
-                for (Index j = 0; j < s; ++j) {  // query j sees keys 0..j
-                    auto col = p.col(j).head(j + 1);
-                    const T max = col.maxCoeff();
-                    col = (col.array() - max).exp().matrix();
-                    col /= col.sum();
-                    p.col(j).tail(s - j - 1).setZero();
-                }
+                causal_softmax(p, s);
                 cpu_detail::gemm(false, false, T(1), vh, p, T(0), out.block(h * a.head_dim, b * s, a.head_dim, s));
             }
         return out;
@@ -192,14 +158,7 @@ public:
                 for (Index j = 0; j < group; ++j)
                     queries.middleCols(j * s, s) = q.block((kv * group + j) * hd, b * s, hd, s);
                 cpu_detail::gemm(true, false, inv_sqrt, k.block(kv * hd, b * s, hd, s), queries, T(0), p);
-                for (Index c = 0; c < group * s; ++c) {  // column c: query c mod s, which sees keys 0 .. c mod s
-                    const Index j = c % s;
-                    auto col = p.col(c).head(j + 1);
-                    const T max = col.maxCoeff();
-                    col = (col.array() - max).exp().matrix();
-                    col /= col.sum();
-                    p.col(c).tail(s - j - 1).setZero();
-                }
+                causal_softmax(p, s);
                 cpu_detail::gemm(false, false, T(1), v.block(kv * hd, b * s, hd, s), p, T(0), outputs);
                 for (Index j = 0; j < group; ++j)
                     out.block((kv * group + j) * hd, b * s, hd, s) = outputs.middleCols(j * s, s);
@@ -308,6 +267,23 @@ public:
         v = T(beta2) * v + T(1 - beta2) * grad.cwiseProduct(grad);
         param.array() -= T(lr) * ((m.array() / T(c1)) / ((v.array() / T(c2)).sqrt() + T(eps)) +
                                   T(weight_decay) * param.array());
+    }
+
+private:
+    /// Scores S (seq x columns, keys x queries, the queries of one or more
+    /// heads side by side) become probabilities in place: column c is query
+    /// j = c mod seq, which sees keys 0 .. j (stable softmax over them; the
+    /// keys after it get 0).
+    template <class P>
+    static void causal_softmax(P&& p, Index seq) {
+        for (Index c = 0; c < p.cols(); ++c) {
+            const Index j = c % seq;
+            auto col = p.col(c).head(j + 1);
+            const auto max = col.maxCoeff();
+            col = (col.array() - max).exp().matrix();
+            col /= col.sum();
+            p.col(c).tail(seq - j - 1).setZero();
+        }
     }
 };
 
