@@ -185,13 +185,7 @@ NullSpace<Bk, typename M::Scalar> null_space(Bk& b, const M& c, Index r, NullSpa
 
 /// Null space of rank r of an accumulated covariance; the token count sharpens
 /// the rank report (rank C <= tokens).
-template <class Bk, Real T>
-NullSpace<Bk, T> null_space(const Covariance<Bk, T>& covariance, Index r, NullSpaceOptions options = {}) {
-    Bk& b = covariance.backend();
-    return detail::null_space_impl(b, covariance.matrix(), r, covariance.tokens(), options, covariance.epsilon());
-}
-
-/// The same with C = covariance.matrix() already formed (a caller that needs C
+/// C = covariance.matrix() may be given already formed (a caller that needs C
 /// for more than the null space forms it once).
 template <class Bk, Real T>
 NullSpace<Bk, T> null_space(const Covariance<Bk, T>& covariance, const matrix_t<Bk, T>& c, Index r,
@@ -199,6 +193,11 @@ NullSpace<Bk, T> null_space(const Covariance<Bk, T>& covariance, const matrix_t<
     require(c.rows() == covariance.dim() && c.cols() == covariance.dim(), "null_space", "C is ",
             shape_string(c.rows(), c.cols()), ", the covariance is ", shape_string(covariance.dim(), covariance.dim()));
     return detail::null_space_impl(covariance.backend(), c, r, covariance.tokens(), options, covariance.epsilon());
+}
+
+template <class Bk, Real T>
+NullSpace<Bk, T> null_space(const Covariance<Bk, T>& covariance, Index r, NullSpaceOptions options = {}) {
+    return null_space(covariance, covariance.matrix(), r, options);
 }
 
 }  // namespace loranull

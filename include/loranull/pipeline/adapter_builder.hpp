@@ -168,16 +168,10 @@ public:
     }
 
 private:
-    using Clock = std::chrono::steady_clock;
-    static double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+    using Clock = BuildClock;
 
-    /// Seconds since t once the backend's queued work is done: an asynchronous
-    /// backend (the GPU: synchronize()) would otherwise bill its work to
-    /// whichever stage next waits for a result.
-    double settled_seconds_since(Clock::time_point t) const {
-        if constexpr (requires(Bk& b) { b.synchronize(); }) b_.synchronize();
-        return seconds_since(t);
-    }
+    /// pipeline::settled_seconds_since on this builder's backend.
+    double settled_seconds_since(Clock::time_point t) const { return pipeline::settled_seconds_since(b_, t); }
 
     static Comm& single_process() {
         static parallel::SingleProcess single;

@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <array>
-#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -96,11 +95,6 @@ BlockOutput decompose_block(Bk& b, const BuildOptions& o, const MethodInfo& meth
                             const std::string& settings_hash, io::HfCheckpointReader& checkpoint, Index layer,
                             const BlockCalibration<Bk, double>* cal, BuildTimings* timings = nullptr) {
     using MatrixD = matrix_t<Bk, double>;
-    using Clock = std::chrono::steady_clock;
-    auto seconds_since = [&](Clock::time_point t) {  // once the backend's queued work is done
-        if constexpr (requires { b.synchronize(); }) b.synchronize();
-        return std::chrono::duration<double>(Clock::now() - t).count();
-    };
     BuildTimings local;
     BuildTimings& time = timings ? *timings : local;
     BlockOutput output;
@@ -108,11 +102,11 @@ BlockOutput decompose_block(Bk& b, const BuildOptions& o, const MethodInfo& meth
     const LoraConfig config{o.rank, o.lora_alpha(), o.seed + static_cast<std::uint64_t>(layer) * 7919u};
     const double s = config.scale();
     // C per input, formed once: the null spaces, CorDA and the report read it.
-    auto t = Clock::now();
+    auto t = BuildClock::now();
     std::array<MatrixD, 4> c_matrix;
     if (cal) c_matrix = cal->matrices();
     const auto spaces = block_null_spaces(o, method, layer, cal, c_matrix, output.warnings);
-    time.null_spaces += seconds_since(t);
+    time.null_spaces += settled_seconds_since(b, t);
     io::SafetensorsWriter writer;
     nlohmann::json reports = nlohmann::json::array();
     for (ProjectionKind kind : all_projections) {
@@ -131,7 +125,7 @@ BlockOutput decompose_block(Bk& b, const BuildOptions& o, const MethodInfo& meth
         const LoraFactors<Bk, double> f = initialise(b, w, method.method, data, config);
         if (!b.all_finite(f.A) || !b.all_finite(f.B) || !b.all_finite(f.W_res))
             refuse_input(name, ": the ", o.method, " initialisation produced NaN or Inf");
-        t = Clock::now();
+        t = BuildClock::now();
         nlohmann::json r = nlohmann::json::object();
         r["module"] = projection_path(kind);
         r["reconstruction"] = reconstruction_error_estimate(b, w, f);  // O(m n 16), not another m n r product
@@ -144,7 +138,7 @@ BlockOutput decompose_block(Bk& b, const BuildOptions& o, const MethodInfo& meth
             if (spaces) r["null_space_energy"] = (*spaces)[input].energy_fraction();
         }
         reports.push_back(r);
-        time.report += seconds_since(t);
+        time.report += settled_seconds_since(b, t);
         writer.add(name + ".weight", b.download(f.W_res), residual_dtype);
         writer.add(name + ".lora_A.weight", b.download(f.A), adapter_dtype);
         writer.add(name + ".lora_B.weight", b.download(f.B), adapter_dtype);

@@ -70,8 +70,9 @@ struct BuildOptions {
     Normalisation normalisation = Normalisation::plain;
     // float activations into the double covariances: fp64 (every product
     // exact) or fp32 panels (?ssyrk per chunk summed in double: twice the
-    // speed, the knowledge bound to 1e-3 down to lambda_r ~ 1e-7 lambda_max,
-    // the subspace itself not exactly; docs/math.md, "Accumulation")
+    // speed, the knowledge bound to 1e-3 while the null space's eigenvalues
+    // stay 1000x above float rounding, warned otherwise; the subspace itself
+    // not exactly; docs/math.md, "Accumulation")
     Accumulation accumulation = Accumulation::fp64;
     std::optional<io::Dtype> dtype;  // storage type of the outputs (unset: each tensor's own)
     bool export_plain = false;      // only a rank-2r adapter for the unmodified base

@@ -3,6 +3,7 @@
 // match), its timings, and its report (OUT/report.json).
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -21,6 +22,21 @@
 #include "loranull/pipeline/calibration_tokens.hpp"
 
 namespace loranull::pipeline {
+
+using BuildClock = std::chrono::steady_clock;
+
+inline double seconds_since(BuildClock::time_point t) {
+    return std::chrono::duration<double>(BuildClock::now() - t).count();
+}
+
+/// Seconds since t once backend b's queued work is done: an asynchronous
+/// backend (the GPU: synchronize()) would otherwise bill its work to whichever
+/// stage next waits for a result.
+template <class Bk>
+double settled_seconds_since(Bk& b, BuildClock::time_point t) {
+    if constexpr (requires { b.synchronize(); }) b.synchronize();
+    return seconds_since(t);
+}
 
 /// Seconds spent per stage (report.json "seconds").
 /// Seconds per part. reduction: the exchange between ranks (summing the
