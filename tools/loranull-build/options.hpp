@@ -62,9 +62,9 @@ options (each takes one value, as "--name value" or "--name=value", except the f
                      (default: every product in double, exact) or fp32-panels
                      (each chunk's X X^T in float at ?ssyrk speed, summed in
                      double: about twice as fast; the knowledge bound to 1e-3
-                     while the null space's eigenvalues stay above 1e-7 of the
-                     largest, warned below that, but not the exact subspace;
-                     docs/math.md, "Accumulation")
+                     while the null space's eigenvalues stay 1000x above the
+                     float rounding, warned otherwise, but not the exact
+                     subspace; docs/math.md, "Accumulation")
   --dtype D          storage type of the outputs: f32, bf16 or f16 (default: each
                      tensor keeps the checkpoint's dtype). Computation is float
                      (forward) and double (covariances, decompositions), rounded last.
