@@ -21,21 +21,27 @@ namespace fs = std::filesystem;
 namespace {
 CpuBackend cpu;
 
-/// A tiny HF checkpoint (GQA, untied) and calibration ids [samples, seq_len].
-struct Checkpoint {
+/// A tiny LLaMA: GQA (4 heads on 2 kv heads), dim 16, 3 blocks.
+LlamaConfig tiny_config() {
     LlamaConfig config;
+    config.dim = 16;
+    config.n_layers = 3;
+    config.n_heads = 4;
+    config.n_kv_heads = 2;
+    config.hidden_dim = 40;
+    config.vocab_size = 30;
+    config.max_seq_len = 16;
+    return config;
+}
+
+/// A tiny HF checkpoint (tiny_config, untied) and calibration ids [samples, seq_len].
+struct Checkpoint {
+    LlamaConfig config = tiny_config();
     fs::path dir, calib;
     std::vector<std::int32_t> tokens;
     Index samples = 6, seq_len = 12;
 
     explicit Checkpoint(const std::string& name) {
-        config.dim = 16;
-        config.n_layers = 3;
-        config.n_heads = 4;
-        config.n_kv_heads = 2;
-        config.hidden_dim = 40;
-        config.vocab_size = 30;
-        config.max_seq_len = 16;
         dir = test::scratch_dir("test_pipeline") / name;
         calib = test::scratch_dir("test_pipeline") / (name + ".calib.safetensors");
         LlamaModel<CpuBackend, float> model(cpu, config);
@@ -206,13 +212,7 @@ TEST_CASE("block_forward: fused q/k/v and gate/up give the unfused output, and t
 }
 
 TEST_CASE("block_null_spaces warns when an fp32-panel null space lies within 1000x of float rounding") {
-    LlamaConfig c;
-    c.dim = 16;
-    c.n_layers = 1;
-    c.n_heads = 4;
-    c.n_kv_heads = 2;
-    c.hidden_dim = 40;
-    c.vocab_size = 30;
+    const LlamaConfig c = tiny_config();
     const Index rank = 4, tokens = 400;
     // Activations whose r = 4 smallest covariance eigenvalues are `floor` of
     // the largest and the rest at least 1e-4: well separated, never deficient.
