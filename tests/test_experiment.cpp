@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <string>
@@ -17,7 +18,9 @@
 
 #include "run_tool.hpp"
 #include "corpus.hpp"
+#include "equal_task.hpp"
 #include "evaluate.hpp"
+#include "rates.hpp"
 #include "report.hpp"
 
 #ifndef LORANULL_PRETRAIN_PATH
@@ -166,22 +169,121 @@ TEST_CASE("teacher-forced exact match equals greedy decoding") {
     CHECK(std::isfinite(m.answer_bits));
 }
 
+TEST_CASE("rates: the quarter-decade lattice and each method's frontier") {
+    CHECK(lattice_rate(-12) == 1e-3);
+    CHECK(lattice_rate(-11) == 1.778e-3);
+    CHECK(lattice_rate(-10) == 3.162e-3);
+    CHECK(lattice_rate(-1) == 5.623e-1);
+    CHECK(lattice_rate(0) == 1.0);
+    CHECK(lattice_rate(3) == 5.623);
+    CHECK(frontier_rates(experiment::Method::lora, 8, true) == std::vector<double>{1e-3, 1.778e-3, 3.162e-3, 5.623e-3, 1e-2});
+    CHECK(frontier_rates(experiment::Method::lora, 8, false) == std::vector<double>{3.162e-3});
+    // Rank 32 moves the transition half a decade lower, rank 16 a quarter.
+    CHECK(frontier_rates(experiment::Method::lora, 32, true) == std::vector<double>{3.162e-4, 5.623e-4, 1e-3, 1.778e-3, 3.162e-3});
+    CHECK(frontier_rates(experiment::Method::lora, 16, false) == std::vector<double>{1.778e-3});
+    CHECK(frontier_rates(experiment::Method::lora_null_v2, 32, false) == std::vector<double>{1e-2});
+    CHECK(frontier_rates(experiment::Method::pissa, 8, false) == std::vector<double>{1e-3});
+    CHECK(frontier_rates(experiment::Method::full, 8, true) == frontier_rates(experiment::Method::full, 64, true));  // no rank
+}
+
+TEST_CASE("equal task score: interpolation along a rate curve, by hand") {
+    // task 0.1 -> 0.3 -> 0.8 over three rates a decade apart.
+    const std::vector<CurvePoint> curve = {{1e-3, 0.1, 0.9, 2.0}, {1e-2, 0.3, 0.7, 2.2}, {1e-1, 0.8, 0.2, 3.0}};
+    const auto mid = at_task_level(curve, 0.5);  // 0.4 of the way from the second point to the third
+    REQUIRE(mid);
+    CHECK(mid->task == 0.5);
+    CHECK(mid->facts == doctest::Approx(0.5).epsilon(1e-12));       // 0.7 + 0.4 (0.2 - 0.7)
+    CHECK(mid->text_bits == doctest::Approx(2.52).epsilon(1e-12));  // 2.2 + 0.4 (3.0 - 2.2)
+    CHECK(mid->lr == doctest::Approx(std::pow(10.0, -1.6)).epsilon(1e-12));
+    const auto low = at_task_level(curve, 0.2);  // half-way along the first segment
+    REQUIRE(low);
+    CHECK(low->facts == doctest::Approx(0.8).epsilon(1e-12));
+    CHECK(at_task_level(curve, 0.8)->facts == doctest::Approx(0.2).epsilon(1e-12));  // reached exactly at the last point
+    CHECK(!at_task_level(curve, 0.1));   // the lowest rate already learns that much: not extrapolated
+    CHECK(!at_task_level(curve, 0.05));
+    CHECK(!at_task_level(curve, 0.9));   // never reached
+    CHECK(!at_task_level({}, 0.5));
+    // Not monotone (a rate too high collapses): the first crossing counts.
+    const std::vector<CurvePoint> bumpy = {{1e-3, 0.1, 1.0, 2.0}, {1e-2, 0.6, 0.5, 2.0}, {1e-1, 0.4, 0.0, 2.0}, {1.0, 0.9, 0.0, 2.0}};
+    CHECK(at_task_level(bumpy, 0.5)->facts == doctest::Approx(0.6).epsilon(1e-12));  // t = 0.8 on the first segment
+
+    // The table: per seed, then mean and spread over the seeds that reach the level.
+    auto result = [](std::uint64_t seed, double lr, double task, double facts, bool diverged = false) {
+        RunResult r;
+        r.method = experiment::Method::corda;
+        r.rank = 8;
+        r.seed = seed;
+        r.lr = lr;
+        r.after = {2.0, facts, task, 1.0};
+        r.diverged = diverged;
+        return r;
+    };
+    const std::vector<RunResult> runs = {
+        result(1, 1e-2, 0.6, 0.2), result(1, 1e-3, 0.2, 0.8),  // seed 1 at 0.4: t = 0.5, facts 0.5
+        result(2, 1e-3, 0.0, 1.0), result(2, 1e-2, 0.8, 0.6),  // seed 2 at 0.4: t = 0.5, facts 0.8
+        result(2, 1e-1, 0.0, 0.0, true),                       // diverged: not on the curve
+        result(3, 1e-3, 0.5, 0.9), result(3, 1e-2, 0.9, 0.1),  // seed 3 starts above 0.4
+    };
+    const std::vector<EqualTask> table = equal_task_table(runs, {0.4, 0.95});
+    REQUIRE(table.size() == 2);
+    const EqualTask& at40 = table[0];
+    CHECK(at40.method == experiment::Method::corda);
+    CHECK(at40.rank == 8);
+    CHECK(at40.seeds == 3);
+    CHECK(at40.reached == 2);
+    CHECK(at40.above == 1);
+    CHECK(at40.facts.mean == doctest::Approx(0.65).epsilon(1e-12));
+    CHECK(at40.facts.stddev == doctest::Approx(std::sqrt(0.045)).epsilon(1e-12));  // (0.5, 0.8): sample sd
+    CHECK(at40.lr.mean == doctest::Approx(std::pow(10.0, -2.5)).epsilon(1e-12));
+    CHECK(table[1].reached == 0);
+    CHECK(table[1].above == 0);
+}
+
+TEST_CASE("equal task score: the verdict on the paper's ordering") {
+    auto row = [](experiment::Method m, double facts, std::size_t reached = 3) {
+        EqualTask e;
+        e.method = m;
+        e.rank = 8;
+        e.level = 0.5;
+        e.seeds = 3;
+        e.reached = reached;
+        e.facts.mean = facts;
+        return e;
+    };
+    std::vector<EqualTask> table = {row(experiment::Method::lora, 0.1), row(experiment::Method::milora, 0.2), row(experiment::Method::corda, 0.3),
+                                    row(experiment::Method::lora_null_v1, 0.25), row(experiment::Method::lora_null_v2, 0.9)};
+    CHECK(paper_ordering(table, 8, 0.5, experiment::Method::lora_null_v2) == "holds");
+    CHECK(paper_ordering(table, 8, 0.5, experiment::Method::lora_null_v1) == "does not hold (corda >= lora-null-v1)");
+    CHECK(paper_ordering(table, 8, 0.9, experiment::Method::lora_null_v2) == "not measured (lora did not run)");
+    table[1] = row(experiment::Method::milora, 0.2, 2);
+    CHECK(paper_ordering(table, 8, 0.5, experiment::Method::lora_null_v2) == "not measured (milora reached it on 2 of 3 seeds)");
+    const std::vector<Verdict> v = verdicts(table);
+    REQUIRE(v.size() == 1);
+    CHECK(v[0].v1.rfind("not measured", 0) == 0);
+}
+
 TEST_CASE("the whole pipeline on a tiny model: invariants and outputs") {
     const fs::path out = work_dir() / "results";
     const Result r = run(LORANULL_EXPERIMENT_PATH, "--model '" + tiny_model().string() + "' --out '" + out.string() +
-                                                       "' --steps 40 --rank 4 --batch 8 --calib-samples 32 --digits 1 "
+                                                       "' --steps 40 --ranks 4,8 --batch 8 --calib-samples 32 --digits 1 "
                                                        "--seeds 2 --lr-full 3e-3 --lr-adapter 1e-2 --quiet");
     INFO(r.out << r.err);
     REQUIRE(r.status == 0);
     CHECK(!fs::exists(out.string() + ".partial"));
     const nlohmann::json j = nlohmann::json::parse(slurp(out / "results.json"));
-    CHECK(j["format"] == "loranull.experiment/1");
-    REQUIRE(j["runs"].size() == 14);  // 7 methods x 1 rate x 2 seeds
+    CHECK(j["format"] == "loranull.experiment/2");
+    CHECK(j["settings"]["ranks"] == nlohmann::json::array({4, 8}));
+    REQUIRE(j["runs"].size() == 26);  // (full once + 6 adapters x 2 ranks) x 1 rate x 2 seeds
     std::set<std::string> methods;
+    std::map<long, int> runs_at_rank;
     for (const auto& run : j["runs"]) {
         const std::string method = run["method"];
         methods.insert(method);
+        ++runs_at_rank[run["rank"].get<long>()];
         INFO(method);
+        CHECK((run["rank"] == 0) == (method == "full"));
+        if (method == "lora")  // rank r on 7 projections of 2 blocks: r (in + out) each
+            CHECK(run["trainable"].get<long>() == run["rank"].get<long>() * 2 * (2 * (32 + 32) + 2 * (32 + 16) + 2 * (32 + 64) + (64 + 32)));
         CHECK(run["losses"].size() == 40);
         // The loss falls: the last 4 steps against the first 4.
         double first = 0, last = 0;
@@ -203,11 +305,26 @@ TEST_CASE("the whole pipeline on a tiny model: invariants and outputs") {
             for (const auto& layer : run["layers"]) CHECK(!bool(layer["bound_applies"]));
     }
     CHECK(methods.size() == 7);
+    CHECK(runs_at_rank == std::map<long, int>{{0, 2}, {4, 12}, {8, 12}});
     CHECK(bool(j["checks"]["ok"]));
-    CHECK(j["summary"].size() == 7);
-    check_csv(out / "runs.csv", 14);
-    check_csv(out / "summary.csv", 7);
-    check_csv(out / "layers.csv", 12 * 14);
+    CHECK(j["summary"].size() == 13);
+    check_csv(out / "runs.csv", 26);
+    check_csv(out / "summary.csv", 13);
+    check_csv(out / "layers.csv", 24 * 14);
+    // Equal task score: every (method, rank) at each of the 3 default levels;
+    // a row's value fields are empty when no seed reached the level.
+    CHECK(j["task_levels"] == nlohmann::json::array({0.25, 0.5, 0.9}));
+    REQUIRE(j["equal_task"].size() == 13 * 3);
+    for (const auto& e : j["equal_task"]) CHECK(e.contains("fact_accuracy") == (e["reached"].get<long>() > 0));
+    CHECK(j["verdicts"].size() == 2 * 3);  // ranks x levels
+    CHECK(slurp(out / "runs.csv").rfind("method,rank,lr,seed,", 0) == 0);
+    check_csv(out / "equal_task.csv", 13 * 3);
+    const std::string equal_csv = slurp(out / "equal_task.csv");
+    CHECK(equal_csv.rfind("method,rank,task_level,seeds,seeds_reached,", 0) == 0);
+    CHECK(std::count(equal_csv.begin(), equal_csv.end(), '\n') == 1 + 13 * 3);
+    CHECK(slurp(out / "frontier.png.gp").find("set multiplot layout 1,2") != std::string::npos);
+    CHECK(r.out.find("knowledge kept at equal task score") != std::string::npos);
+    CHECK(r.out.find("rank 8, EM 50%: v1 ") != std::string::npos);
     for (const char* png : {"frontier.png", "losses.png", "spectrum.png"}) check_png(out / png);
     CHECK(r.out.find("lora-null-v2") != std::string::npos);
 
@@ -216,15 +333,31 @@ TEST_CASE("the whole pipeline on a tiny model: invariants and outputs") {
     const std::string small = "--model '" + tiny_model().string() + "' --methods lora --lr-adapter 1e-2 --steps 40 "
                               "--rank 4 --batch 8 --calib-samples 32 --digits 1 --seeds 1 --quiet --out ";
     REQUIRE(run(LORANULL_EXPERIMENT_PATH, small + "'" + other.string() + "'").status == 0);
+    // An output of the first format (no per-run rank: the folder's --rank).
+    const fs::path old = work_dir() / "results-format-1";
+    fs::create_directories(old);
+    {
+        nlohmann::json o = nlohmann::json::parse(slurp(other / "results.json"));
+        o["format"] = "loranull.experiment/1";
+        o["settings"].erase("ranks");
+        o["settings"]["rank"] = 4;
+        for (auto& r : o["runs"]) {
+            r.erase("rank");
+            r["seed"] = 7;
+        }
+        std::ofstream(old / "results.json") << o.dump();
+    }
     const fs::path merged = work_dir() / "merged";
-    const Result m = run(LORANULL_EXPERIMENT_PATH, "--merge '" + out.string() + "','" + other.string() + "' --out '" +
-                                                       merged.string() + "' --quiet");
+    const Result m = run(LORANULL_EXPERIMENT_PATH, "--merge '" + out.string() + "','" + other.string() + "','" +
+                                                       old.string() + "' --out '" + merged.string() + "' --quiet");
     INFO(m.err);
     CHECK(m.status == 0);
     const nlohmann::json mj = nlohmann::json::parse(slurp(merged / "results.json"));
-    CHECK(mj["runs"].size() == 15);
-    CHECK(mj["summary"].size() == 7);  // the extra seed of lora at 1e-2 joins its (method, rate)
-    check_csv(merged / "runs.csv", 15);
+    CHECK(mj["runs"].size() == 28);
+    CHECK(mj["runs"][27]["rank"] == 4);
+    CHECK(mj["summary"].size() == 13);  // the extra seeds of lora at rank 4, 1e-2 join their (method, rank, rate)
+    CHECK(mj["settings"]["ranks"] == nlohmann::json::array({4, 8}));
+    check_csv(merged / "runs.csv", 28);
     check_png(merged / "frontier.png");
     const Result again = run(LORANULL_EXPERIMENT_PATH, small + "'" + out.string() + "'");
     CHECK(again.status == 0);
@@ -259,6 +392,12 @@ TEST_CASE("bad input: one clear message, non-zero exit, nothing written") {
         {"--model /nonexistent/model --quiet", "is not a folder"},
         {model + "--methods lora,dora", "unknown method 'dora'"},
         {model + "--rank 33", "--rank 33 does not fit the model"},
+        {model + "--ranks 2,33", "--rank 33 does not fit the model"},
+        {model + "--rank 4 --ranks 2,4", "--rank and --ranks: give one of them"},
+        {model + "--ranks 2,x", "--ranks x: need a positive integer"},
+        {model + "--ranks 2,2", "--ranks: 2 is given twice"},
+        {model + "--task-levels 0.5,1.5", "--task-levels 1.5: need a number in"},
+        {model + "--lr-adapter 1e-2,fast", "--lr-adapter fast: need a number in"},
         {model + "--device cuda", "--device cuda"},
         {model + "--device tpu", "choose cpu or cuda"},
         {model + "--steps", "--steps needs a value"},

@@ -51,6 +51,7 @@ struct LayerBound {
 
 struct RunResult {
     Method method = Method::full;
+    Index rank = 0;  // adapter rank; 0 for full fine-tuning
     double lr = 0;
     std::uint64_t seed = 0;
     Scores after;
@@ -123,6 +124,7 @@ RunResult run(const loranull::LlamaModel<Bk, float>& pretrained, Method method, 
     Bk& b = pretrained.backend();
     RunResult result;
     result.method = method;
+    result.rank = uses_adapters(method) ? setup.rank : 0;
     result.lr = lr;
     result.seed = seed;
     const auto start = std::chrono::steady_clock::now();
@@ -156,7 +158,8 @@ RunResult run(const loranull::LlamaModel<Bk, float>& pretrained, Method method, 
     Schedule schedule = setup.schedule;
     schedule.peak_lr = lr;
     char label[64];
-    std::snprintf(label, sizeof label, "%s lr %.0e s%llu", method_name(method), lr, static_cast<unsigned long long>(seed));
+    std::snprintf(label, sizeof label, "%s r%ld lr %.4g s%llu", method_name(method), long(result.rank), lr,
+                  static_cast<unsigned long long>(seed));
     loranull::io::ProgressBar progress(label, schedule.steps, 0, "steps", setup.quiet);
     result.losses = train(model, schedule, setup.seq_len,
                           [&](long) { return task_batch(task, setup.batch, setup.seq_len, data_rng); }, progress);

@@ -32,14 +32,21 @@ measures what each keeps of its knowledge and what it learns.
   --methods LIST       comma-separated, from full, lora, pissa, milora, corda,
                        lora-null-v1, lora-null-v2 (default: all)
   --rank R             adapter rank (default 8)
+  --ranks LIST         several ranks, e.g. 8,16,32 (instead of --rank); every table,
+                       CSV and plot carries the rank; full fine-tuning runs once
   --steps N            fine-tuning steps (default 300)
   --batch N            sequences per step (default 32; 64 bytes each)
   --lr LIST            learning rates for every method (overrides the next two)
-  --lr-full LIST       rates for full fine-tuning (default 1e-3; --sweep: 3e-4,1e-3,3e-3)
-  --lr-adapter LIST    rates for the adapters (default 3e-3, where the methods' knowledge
-                       differs most; --sweep: 3e-3,1e-2,3e-2)
-  --seeds N            seeds per (method, rate) (default 1; --sweep: 3)
-  --sweep              three rates per method and three seeds (about 10x the default time)
+  --lr-full LIST       rates for full fine-tuning
+  --lr-adapter LIST    rates for the adapters, at every rank
+                       (default for both: each method's own rate frontier, the
+                       centre of its knowledge-task trade at the rank; --sweep:
+                       five rates a quarter-decade apart around it; see
+                       docs/results.md, "Rates")
+  --seeds N            seeds per (method, rank, rate) (default 1; --sweep: 3)
+  --sweep              five rates per method and rank and three seeds (15x the runs)
+  --task-levels LIST   exact-match levels of the equal-task-score table
+                       (default 0.25,0.5,0.9)
   --calib-samples N    knowledge sequences for calibration (default 256, 128 bytes each)
   --digits D           operand digits of the addition task (default 2)
   --device cpu|cuda    backend (default cpu)
@@ -54,8 +61,9 @@ measures what each keeps of its knowledge and what it learns.
 int main(int argc, char** argv) {
     try {
         const Args args(argc, argv,
-                        {"--model", "--text", "--out", "--methods", "--rank", "--steps", "--batch", "--lr", "--lr-full",
-                         "--lr-adapter", "--seeds", "--calib-samples", "--digits", "--device", "--merge"},
+                        {"--model", "--text", "--out", "--methods", "--rank", "--ranks", "--steps", "--batch", "--lr",
+                         "--lr-full", "--lr-adapter", "--seeds", "--calib-samples", "--digits", "--device", "--merge",
+                         "--task-levels"},
                         {"--sweep", "--quiet"}, usage);
         if (args.has("--merge")) return merge_outputs(args);
         const std::string device = args.get("--device", "cpu");

@@ -28,6 +28,7 @@
 #include "corpus.hpp"
 #include "experiment.hpp"
 #include "methods.hpp"
+#include "rates.hpp"
 #include "report.hpp"
 
 #ifndef LORANULL_DEFAULT_CHECKPOINT
@@ -41,10 +42,39 @@ using loranull::fail;
 using loranull::LinearInput;
 using loranull::LlamaModel;
 
-inline std::vector<double> rates(const Args& args, const std::string& name, const std::string& fallback) {
+/// The rates a method runs at, at one rank: --lr for every method, else
+/// --lr-full / --lr-adapter for its kind, else its frontier (rates.hpp).
+inline std::vector<double> rates(const Args& args, Method method, Index rank, bool sweep) {
+    const std::string name = args.has("--lr") ? "--lr" : method == Method::full ? "--lr-full" : "--lr-adapter";
+    if (!args.has(name)) return frontier_rates(method, rank, sweep);
     std::vector<double> out;
-    for (const std::string& s : args.list(args.has("--lr") ? "--lr" : name, fallback))
-        out.push_back(Args::parse_real(name, s, 1e-7, 1.0));
+    for (const std::string& s : args.list(name, "")) out.push_back(Args::parse_real(name, s, 1e-7, 1.0));
+    return out;
+}
+
+/// --ranks LIST or --rank R (default 8), each distinct.
+inline std::vector<Index> ranks(const Args& args) {
+    require(!(args.has("--rank") && args.has("--ranks")), "options", "--rank and --ranks: give one of them");
+    std::vector<Index> out;
+    for (const std::string& s : args.list(args.has("--ranks") ? "--ranks" : "--rank", "8")) {
+        long r = 0;
+        try {
+            r = loranull::tools::parse_integer<long>("--ranks", s);
+        } catch (const loranull::tools::UsageError&) {
+            fail("options", args.has("--ranks") ? "--ranks " : "--rank ", s, ": need a positive integer");
+        }
+        require(r >= 1, "options", args.has("--ranks") ? "--ranks " : "--rank ", s, ": need a positive integer");
+        require(std::find(out.begin(), out.end(), r) == out.end(), "options", "--ranks: ", r, " is given twice");
+        out.push_back(r);
+    }
+    return out;
+}
+
+/// --task-levels LIST: exact-match levels in (0, 1] of the equal-task table.
+inline std::vector<double> task_levels(const Args& args) {
+    std::vector<double> out;
+    for (const std::string& s : args.list("--task-levels", "0.25,0.5,0.9"))
+        out.push_back(Args::parse_real("--task-levels", s, 1e-9, 1.0));
     return out;
 }
 
@@ -80,19 +110,23 @@ inline void check_output_folder(const fs::path& out) {
 /// complete.
 inline Checks publish(const fs::path& out, const nlohmann::json& settings, const Scores& before,
                       const std::vector<RunResult>& runs,
-                      const std::vector<std::pair<std::string, std::vector<double>>>& spectra) {
+                      const std::vector<std::pair<std::string, std::vector<double>>>& spectra,
+                      const std::vector<double>& levels) {
     const Checks checks = Checks::of(runs);
     print_table(before, summarise(runs));
+    print_equal_task(equal_task_table(runs, levels));
     const fs::path partial = out.string() + ".partial";
     fs::remove_all(partial);
     fs::create_directories(partial);
-    write_outputs(partial, settings, before, runs, checks, spectra);
+    write_outputs(partial, settings, before, runs, checks, spectra, levels);
     if (fs::exists(out)) fs::remove_all(out);
     fs::rename(partial, out);
     return checks;
 }
 
-/// The runs, pre-trained scores, settings and spectra of earlier outputs.
+/// The runs, pre-trained scores, settings and spectra of earlier outputs
+/// (this format or the first, whose runs carry no rank: theirs is the
+/// folder's one --rank).
 inline int merge_outputs(const Args& args) {
     const fs::path out = args.get("--out", "results");
     check_output_folder(out);
@@ -109,7 +143,8 @@ inline int merge_outputs(const Args& args) {
         } catch (const nlohmann::json::exception& e) {
             fail("merge", file.string(), " is not valid JSON: ", e.what());
         }
-        require(j.value("format", "") == "loranull.experiment/1", "merge", file.string(),
+        const std::string format = j.value("format", "");
+        require(format == "loranull.experiment/1" || format == "loranull.experiment/2", "merge", file.string(),
                 " is not the output of loranull-experiment");
         if (sources.empty()) {
             settings = j["settings"];
@@ -117,7 +152,7 @@ inline int merge_outputs(const Args& args) {
             before = {p["text_bits_per_byte"], p["fact_accuracy"], p["task_accuracy"], p["task_answer_bits"]};
             for (const auto& s : j["spectra"]) spectra.push_back({s["covariance"], s["eigenvalues"]});
         } else {
-            for (const char* key : {"model", "rank", "steps", "batch", "digits", "calibration_samples"})
+            for (const char* key : {"model", "steps", "batch", "digits", "calibration_samples"})
                 require(settings[key] == j["settings"][key], "merge", file.string(), " was run with a different ", key,
                         " (", j["settings"][key].dump(), " against ", settings[key].dump(), ")");
         }
@@ -125,6 +160,8 @@ inline int merge_outputs(const Args& args) {
         for (const auto& r : j["runs"]) {
             RunResult run;
             run.method = parse_method(r["method"]);
+            run.rank = !uses_adapters(run.method) ? 0 : r.contains("rank") ? r["rank"].get<Index>()
+                                                                            : j["settings"]["rank"].get<Index>();
             run.lr = r["lr"];
             run.seed = r["seed"];
             run.trainable = r["trainable"];
@@ -143,7 +180,11 @@ inline int merge_outputs(const Args& args) {
         }
     }
     settings["merged_from"] = sources;
-    const Checks checks = publish(out, settings, before, runs, spectra);
+    settings.erase("rank");
+    settings["ranks"] = ranks_of(runs);
+    const std::vector<double> levels = task_levels(args);
+    settings["task_levels"] = levels;
+    const Checks checks = publish(out, settings, before, runs, spectra, levels);
     std::printf("\nmerged %zu runs from %zu folders into %s/\n", runs.size(), sources.size(), out.string().c_str());
     print_checks(checks);
     return checks.ok() ? 0 : 3;
@@ -160,12 +201,14 @@ int run_experiment(Bk& backend, const Args& args) {
     std::vector<Method> methods;
     for (const std::string& name : args.list("--methods", "full,lora,pissa,milora,corda,lora-null-v1,lora-null-v2"))
         methods.push_back(parse_method(name));
-    const std::vector<double> full_rates = rates(args, "--lr-full", sweep ? "3e-4,1e-3,3e-3" : "1e-3");
-    const std::vector<double> adapter_rates = rates(args, "--lr-adapter", sweep ? "3e-3,1e-2,3e-2" : "3e-3");
+    const std::vector<Index> adapter_ranks = ranks(args);
+    const std::vector<double> levels = task_levels(args);
     const long seeds = args.integer("--seeds", sweep ? 3 : 1, 1, 100);
+    // Every rate list is parsed before any work, so a bad one fails at once.
+    for (Method method : methods)
+        for (Index rank : adapter_ranks) (void)rates(args, method, rank, sweep);
 
     Setup setup;
-    setup.rank = args.integer("--rank", 8, 1, 1 << 20);
     setup.schedule.steps = args.integer("--steps", 300, 1, 1'000'000);
     setup.batch = args.integer("--batch", 32, 1, 4096);
     setup.quiet = quiet;
@@ -178,7 +221,7 @@ int run_experiment(Bk& backend, const Args& args) {
     LlamaModel<Bk, float> pretrained = loranull::io::load_hf_checkpoint<float>(backend, model_dir);
     require(pretrained.config.vocab_size == 256, "checkpoint", model_dir.string(), " has a vocabulary of ",
             pretrained.config.vocab_size, "; the experiment is byte-level (256)");
-    check_rank(pretrained.config, setup.rank);
+    for (Index rank : adapter_ranks) check_rank(pretrained.config, rank);
     setup.text_seq_len = std::min<Index>(128, pretrained.config.max_seq_len);
     setup.seq_len = std::min<Index>(64, pretrained.config.max_seq_len);
     const std::vector<Fact> facts = read_facts(model_dir / "facts.tsv");
@@ -208,7 +251,6 @@ int run_experiment(Bk& backend, const Args& args) {
     // --- calibration and null spaces (only what the methods need) --------------
     const bool any_null = std::any_of(methods.begin(), methods.end(), needs_null_space);
     Calibration<Bk> cal;
-    NullSpaces<Bk> spaces;
     std::vector<std::pair<std::string, std::vector<double>>> spectra;
     {  // always: the spectra are part of the report, and calibration costs one pass
         cal = calibrate(pretrained, calibration, setup.text_seq_len, 2048, quiet);
@@ -223,30 +265,43 @@ int run_experiment(Bk& backend, const Args& args) {
             spectra.push_back({"block" + std::to_string(layer) + "." + loranull::input_name(input), values});
         }
     }
-    if (any_null) {
-        spaces = null_spaces(cal, setup.rank);
-        for (std::size_t l = 0; l < spaces.size(); ++l)
-            for (std::size_t i = 0; i < 4; ++i)
-                if (const std::string m = spaces[l][i].rank_report.message(); !m.empty())
-                    std::printf("warning: block %zu %s: %s\n", l, loranull::input_name(loranull::all_inputs[i]), m.c_str());
-    }
-
-    // --- every method, rate and seed -------------------------------------------
+    // --- every method, rank, rate and seed ---------------------------------------
+    // Full fine-tuning has no rank and runs once; each rank has its own null
+    // spaces (the bottom r eigenvectors of the same covariances).
     std::vector<RunResult> runs;
-    for (Method method : methods)
-        for (double lr : (method == Method::full ? full_rates : adapter_rates))
+    auto run_all = [&](Method method, Index rank, const NullSpaces<Bk>& spaces) {
+        setup.rank = rank;
+        for (double lr : rates(args, method, rank, sweep))
             for (long seed = 1; seed <= seeds; ++seed) {
                 runs.push_back(run(pretrained, method, lr, static_cast<std::uint64_t>(seed), setup, cal, spaces, task, data));
                 const RunResult& r = runs.back();
-                std::printf("%-13s lr %.0e seed %ld: facts %.1f%%, text %.3f bits/byte, addition %.1f%% (%.0f s)\n",
-                            method_name(method), lr, seed, 100 * r.after.fact_accuracy, r.after.text_bits_per_byte,
-                            100 * r.after.task_accuracy, r.seconds);
+                std::printf("%-13s rank %-3s lr %-9.4g seed %ld: facts %.1f%%, text %.3f bits/byte, addition %.1f%% (%.0f s)\n",
+                            method_name(method), r.rank ? std::to_string(r.rank).c_str() : "-", lr, seed,
+                            100 * r.after.fact_accuracy, r.after.text_bits_per_byte, 100 * r.after.task_accuracy, r.seconds);
                 std::fflush(stdout);
             }
+    };
+    if (std::find(methods.begin(), methods.end(), Method::full) != methods.end())
+        run_all(Method::full, 0, NullSpaces<Bk>{});
+    for (Index rank : adapter_ranks) {
+        NullSpaces<Bk> spaces;
+        if (any_null) {
+            spaces = null_spaces(cal, rank);
+            for (std::size_t l = 0; l < spaces.size(); ++l)
+                for (std::size_t i = 0; i < 4; ++i)
+                    if (const std::string m = spaces[l][i].rank_report.message(); !m.empty())
+                        std::printf("warning: rank %ld, block %zu %s: %s\n", long(rank), l,
+                                    loranull::input_name(loranull::all_inputs[i]), m.c_str());
+        }
+        for (Method method : methods)
+            if (method != Method::full) run_all(method, rank, spaces);
+    }
 
     // --- outputs -----------------------------------------------------------------
     nlohmann::json settings = {{"model", model_dir.string()},
-                               {"rank", setup.rank},
+                               {"ranks", adapter_ranks},
+                               {"task_levels", levels},
+                               {"sweep", sweep},
                                {"steps", setup.schedule.steps},
                                {"batch", setup.batch},
                                {"seq_len", setup.seq_len},
@@ -259,8 +314,9 @@ int run_experiment(Bk& backend, const Args& args) {
                                {"held_out_problems", task.held_out.size()},
                                {"facts", facts.size()},
                                {"device", args.get("--device", "cpu")}};
-    const Checks checks = publish(out, settings, before, runs, spectra);
-    std::printf("\nwrote %s/ (runs.csv, summary.csv, layers.csv, results.json, frontier.png, losses.png, spectrum.png)\n",
+    const Checks checks = publish(out, settings, before, runs, spectra, levels);
+    std::printf("\nwrote %s/ (runs.csv, summary.csv, equal_task.csv, layers.csv, results.json, frontier.png, losses.png, "
+                "spectrum.png)\n",
                 out.string().c_str());
     print_checks(checks);
     return checks.ok() ? 0 : 3;

@@ -2,11 +2,14 @@
 // The experiment's outputs: the table on the terminal, CSV and JSON files,
 // the invariant checks, and the plots.
 //
-//   runs.csv       one row per (method, lr, seed)
-//   summary.csv    one row per (method, lr): mean and spread over seeds
+//   runs.csv       one row per (method, rank, lr, seed); rank 0 is full fine-tuning
+//   summary.csv    one row per (method, rank, lr): mean and spread over seeds
+//   equal_task.csv one row per (method, rank, task level): knowledge kept at
+//                  that exact match, read off each seed's rate curve
 //   layers.csv     SPEC.md section 4 per run, block and projection
-//   results.json   all of the above, the settings and the checks
-//   frontier.png   knowledge kept against task learned, every method and rate
+//   results.json   all of the above, the settings, the checks and the verdicts
+//   frontier.png   knowledge kept against task learned, every method and rate,
+//                  one panel per rank (full fine-tuning in each)
 //   losses.png     training-loss curves
 //   spectrum.png   eigenvalue spectra of a few calibration covariances
 
@@ -25,6 +28,7 @@
 
 #include <loranull/io/atomic_file.hpp>
 
+#include "equal_task.hpp"
 #include "experiment.hpp"
 #include "plot.hpp"
 
@@ -37,25 +41,10 @@ inline std::string read_file(const std::filesystem::path& path) {
     return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
-/// Mean and sample standard deviation (0 for one value).
-struct Spread {
-    double mean = 0, stddev = 0;
-    static Spread of(const std::vector<double>& v) {
-        Spread s;
-        if (v.empty()) return s;
-        for (double x : v) s.mean += x;
-        s.mean /= double(v.size());
-        if (v.size() > 1) {
-            for (double x : v) s.stddev += (x - s.mean) * (x - s.mean);
-            s.stddev = std::sqrt(s.stddev / double(v.size() - 1));
-        }
-        return s;
-    }
-};
-
-/// The runs of one (method, lr), aggregated over seeds.
+/// The runs of one (method, rank, lr), aggregated over seeds.
 struct Summary {
     Method method = Method::full;
+    Index rank = 0;
     double lr = 0;
     std::size_t seeds = 0;
     std::size_t diverged = 0;  // runs whose loss stopped being finite (scored 0)
@@ -66,14 +55,17 @@ struct Summary {
 inline std::vector<Summary> summarise(const std::vector<RunResult>& runs) {
     std::vector<Summary> out;
     for (const RunResult& r : runs) {
-        const bool seen = std::any_of(out.begin(), out.end(), [&](const Summary& s) { return s.method == r.method && s.lr == r.lr; });
+        const bool seen = std::any_of(out.begin(), out.end(), [&](const Summary& s) {
+            return s.method == r.method && s.rank == r.rank && s.lr == r.lr;
+        });
         if (seen) continue;
         std::vector<double> fact, text, task, bits, combined, seconds;
         Summary s;
         s.method = r.method;
+        s.rank = r.rank;
         s.lr = r.lr;
         for (const RunResult& q : runs)
-            if (q.method == r.method && q.lr == r.lr) {
+            if (q.method == r.method && q.rank == r.rank && q.lr == r.lr) {
                 fact.push_back(q.after.fact_accuracy);
                 if (!q.diverged) text.push_back(q.after.text_bits_per_byte);
                 task.push_back(q.after.task_accuracy);
@@ -116,8 +108,10 @@ struct Checks {
     static Checks of(const std::vector<RunResult>& runs) {
         Checks c;
         for (const RunResult& r : runs) {
-            const std::string who = std::string(method_name(r.method)) + " (lr " + std::to_string(r.lr) + ", seed " +
-                                    std::to_string(r.seed) + ")";
+            char lr[32];
+            std::snprintf(lr, sizeof lr, "%.4g", r.lr);
+            const std::string who = std::string(method_name(r.method)) + " (rank " + std::to_string(r.rank) + ", lr " +
+                                    lr + ", seed " + std::to_string(r.seed) + ")";
             if (uses_adapters(r.method)) {
                 c.max_init_logit_change = std::max(c.max_init_logit_change, r.init_logit_change);
                 if (!(r.init_logit_change <= init_tolerance))
@@ -166,7 +160,7 @@ inline std::string percent(double x) {
 inline void print_table(const Scores& before, const std::vector<Summary>& rows) {
     std::printf("\npre-trained: held-out text %.3f bits/byte, facts %.1f%%, addition %.1f%%\n\n",
                 before.text_bits_per_byte, 100 * before.fact_accuracy, 100 * before.task_accuracy);
-    std::printf("%-13s %8s %10s %15s %14s %15s %11s %15s %7s\n", "method", "lr", "trainable", "facts kept %",
+    std::printf("%-13s %4s %9s %10s %15s %14s %15s %11s %15s %7s\n", "method", "rank", "lr", "trainable", "facts kept %",
                 "text bits/B", "addition EM %", "answer bits", "combined", "time s");
     for (const Summary& s : rows) {
         char facts[32], text[32], task[32], combined[32];
@@ -174,12 +168,87 @@ inline void print_table(const Scores& before, const std::vector<Summary>& rows) 
         std::snprintf(text, sizeof text, "%.3f +- %.3f", s.text_bits.mean, s.text_bits.stddev);
         std::snprintf(task, sizeof task, "%.1f +- %.1f", 100 * s.task_accuracy.mean, 100 * s.task_accuracy.stddev);
         std::snprintf(combined, sizeof combined, "%.3f +- %.3f", s.combined.mean, s.combined.stddev);
-        std::printf("%-13s %8.0e %10lld %15s %14s %15s %11.3f %15s %7.1f%s\n", method_name(s.method), s.lr,
+        std::printf("%-13s %4s %9.4g %10lld %15s %14s %15s %11.3f %15s %7.1f%s\n", method_name(s.method),
+                    s.rank ? std::to_string(s.rank).c_str() : "-", s.lr,
                     static_cast<long long>(s.trainable), facts, text, task, s.task_bits.mean, combined, s.seconds.mean,
                     s.diverged ? ("  (" + std::to_string(s.diverged) + " diverged, scored 0)").c_str() : "");
     }
     std::printf("(mean +- standard deviation over seeds; combined = sqrt(facts kept x addition EM); a diverged run\n"
                 " scores 0 for facts and addition and is left out of the bits-per-byte columns)\n");
+}
+
+/// The ranks of the adapter runs, ascending (only full fine-tuning: {0}).
+template <class Rows>
+std::vector<Index> ranks_of(const Rows& rows) {
+    std::vector<Index> ranks;
+    for (const auto& r : rows)
+        if (r.rank != 0 && std::find(ranks.begin(), ranks.end(), r.rank) == ranks.end()) ranks.push_back(r.rank);
+    std::sort(ranks.begin(), ranks.end());
+    if (ranks.empty()) ranks.push_back(0);
+    return ranks;
+}
+
+/// The task levels of a table, in its order.
+inline std::vector<double> levels_of(const std::vector<EqualTask>& table) {
+    std::vector<double> levels;
+    for (const EqualTask& e : table)
+        if (std::find(levels.begin(), levels.end(), e.level) == levels.end()) levels.push_back(e.level);
+    return levels;
+}
+
+/// The verdicts on the paper's ordering: [rank][level] for v1 and v2.
+struct Verdict {
+    Index rank = 0;
+    double level = 0;
+    std::string v1, v2;
+};
+
+inline std::vector<Verdict> verdicts(const std::vector<EqualTask>& table) {
+    std::vector<Verdict> out;
+    for (Index rank : ranks_of(table))
+        for (double level : levels_of(table))
+            out.push_back({rank, level, paper_ordering(table, rank, level, Method::lora_null_v1),
+                           paper_ordering(table, rank, level, Method::lora_null_v2)});
+    return out;
+}
+
+/// The equal-task-score table on the terminal: per rank, facts recalled at
+/// each task level (full fine-tuning in every rank's table), then the verdicts.
+inline void print_equal_task(const std::vector<EqualTask>& table) {
+    if (table.empty()) return;
+    const std::vector<double> levels = levels_of(table);
+    std::printf("\nknowledge kept at equal task score (facts recalled %%, mean +- sd over the seeds that reach the level;\n"
+                " '(k/n)': k of n seeds reached it; 'above': the lowest rate already learns more; '-': not reached)\n");
+    for (Index rank : ranks_of(table)) {
+        std::printf("\n%-13s %4s", "method", "rank");
+        for (double level : levels) std::printf("   %13s%-5.0f", "at EM ", 100 * level);
+        std::printf("\n");
+        std::vector<Method> shown;
+        for (const EqualTask& e : table)
+            if ((e.rank == rank || e.rank == 0) && std::find(shown.begin(), shown.end(), e.method) == shown.end())
+                shown.push_back(e.method);
+        for (Method m : shown) {
+            std::printf("%-13s %4s", method_name(m), m == Method::full ? "-" : std::to_string(rank).c_str());
+            for (double level : levels)
+                for (const EqualTask& e : table)
+                    if (e.method == m && (e.rank == rank || (m == Method::full && e.rank == 0)) && e.level == level) {
+                        char cell[64];
+                        if (e.reached == 0)
+                            std::snprintf(cell, sizeof cell, "%s", e.above == e.seeds && e.seeds ? "above" : "-");
+                        else if (e.reached < e.seeds)
+                            std::snprintf(cell, sizeof cell, "%.1f +- %.1f (%zu/%zu)", 100 * e.facts.mean,
+                                          100 * e.facts.stddev, e.reached, e.seeds);
+                        else
+                            std::snprintf(cell, sizeof cell, "%.1f +- %.1f", 100 * e.facts.mean, 100 * e.facts.stddev);
+                        std::printf("   %18s", cell);
+                    }
+            std::printf("\n");
+        }
+    }
+    std::printf("\nthe paper's ordering LoRA < MiLoRA < CorDA < LoRA-Null, on facts recalled at equal task score:\n");
+    for (const Verdict& v : verdicts(table))
+        if (v.rank != 0)
+            std::printf("  rank %ld, EM %.0f%%: v1 %s; v2 %s\n", long(v.rank), 100 * v.level, v.v1.c_str(), v.v2.c_str());
 }
 
 /// The invariants, one line, then what failed (stderr) and the runs that did
@@ -208,19 +277,21 @@ inline std::vector<std::pair<double, double>> pareto_frontier(const std::vector<
 /// Writes every output file into `dir` (which exists and is empty).
 template <class Spectra>
 void write_outputs(const std::filesystem::path& dir, const nlohmann::json& settings, const Scores& before,
-                   const std::vector<RunResult>& runs, const Checks& checks, const Spectra& spectra) {
+                   const std::vector<RunResult>& runs, const Checks& checks, const Spectra& spectra,
+                   const std::vector<double>& task_levels) {
     namespace fs = std::filesystem;
     const std::vector<Summary> rows = summarise(runs);
+    const std::vector<EqualTask> equal = equal_task_table(runs, task_levels);
 
     std::ostringstream csv;
-    csv << "method,lr,seed,trainable,seconds,text_bpb_before,text_bpb_after,fact_acc_before,fact_acc_after,"
+    csv << "method,rank,lr,seed,trainable,seconds,text_bpb_before,text_bpb_after,fact_acc_before,fact_acc_after,"
            "task_acc_before,task_acc_after,task_answer_bits_after,final_train_loss,combined,init_logit_change,"
            "null_space_residual,diverged\n";
     for (const RunResult& r : runs) {
         double tail = 0;
         const std::size_t n = r.losses.size(), k = std::max<std::size_t>(1, n / 10);
         for (std::size_t i = 0; i < std::min(k, n); ++i) tail += r.losses[n - 1 - i];
-        csv << method_name(r.method) << ',' << r.lr << ',' << r.seed << ',' << r.trainable << ',' << r.seconds << ','
+        csv << method_name(r.method) << ',' << r.rank << ',' << r.lr << ',' << r.seed << ',' << r.trainable << ',' << r.seconds << ','
             << before.text_bits_per_byte << ',' << r.after.text_bits_per_byte << ',' << before.fact_accuracy << ','
             << r.after.fact_accuracy << ',' << before.task_accuracy << ',' << r.after.task_accuracy << ','
             << r.after.task_answer_bits << ',' << (n ? tail / double(std::min(k, n)) : 0.0) << ',' << r.combined_score()
@@ -229,25 +300,40 @@ void write_outputs(const std::filesystem::path& dir, const nlohmann::json& setti
     loranull::io::write_text_atomically(dir / "runs.csv", csv.str());
 
     std::ostringstream sum;
-    sum << "method,lr,seeds,trainable,fact_acc_mean,fact_acc_std,text_bpb_mean,text_bpb_std,task_acc_mean,task_acc_std,"
+    sum << "method,rank,lr,seeds,trainable,fact_acc_mean,fact_acc_std,text_bpb_mean,text_bpb_std,task_acc_mean,task_acc_std,"
            "task_answer_bits_mean,combined_mean,combined_std,seconds_mean,diverged\n";
     for (const Summary& s : rows)
-        sum << method_name(s.method) << ',' << s.lr << ',' << s.seeds << ',' << s.trainable << ',' << s.fact_accuracy.mean
+        sum << method_name(s.method) << ',' << s.rank << ',' << s.lr << ',' << s.seeds << ',' << s.trainable << ',' << s.fact_accuracy.mean
             << ',' << s.fact_accuracy.stddev << ',' << s.text_bits.mean << ',' << s.text_bits.stddev << ','
             << s.task_accuracy.mean << ',' << s.task_accuracy.stddev << ',' << s.task_bits.mean << ','
             << s.combined.mean << ',' << s.combined.stddev << ',' << s.seconds.mean << ',' << s.diverged << '\n';
     loranull::io::write_text_atomically(dir / "summary.csv", sum.str());
 
     std::ostringstream layers;
-    layers << "method,lr,seed,layer,projection,output_change,bound,base_output,bound_applies\n";
+    layers << "method,rank,lr,seed,layer,projection,output_change,bound,base_output,bound_applies\n";
     for (const RunResult& r : runs)
         for (const LayerBound& l : r.layers)
-            layers << method_name(r.method) << ',' << r.lr << ',' << r.seed << ',' << l.layer << ',' << l.projection << ','
+            layers << method_name(r.method) << ',' << r.rank << ',' << r.lr << ',' << r.seed << ',' << l.layer << ',' << l.projection << ','
                    << l.output_change << ',' << l.bound << ',' << l.base_output << ',' << (l.bound_applies ? 1 : 0) << '\n';
     loranull::io::write_text_atomically(dir / "layers.csv", layers.str());
 
+    // Empty fields where no seed reached the level.
+    std::ostringstream eq;
+    eq << "method,rank,task_level,seeds,seeds_reached,seeds_above,fact_acc_mean,fact_acc_std,text_bpb_mean,text_bpb_std,"
+          "lr_mean\n";
+    for (const EqualTask& e : equal) {
+        eq << method_name(e.method) << ',' << e.rank << ',' << e.level << ',' << e.seeds << ',' << e.reached << ','
+           << e.above;
+        if (e.reached)
+            eq << ',' << e.facts.mean << ',' << e.facts.stddev << ',' << e.text_bits.mean << ',' << e.text_bits.stddev << ','
+               << e.lr.mean << '\n';
+        else
+            eq << ",,,,,\n";
+    }
+    loranull::io::write_text_atomically(dir / "equal_task.csv", eq.str());
+
     nlohmann::json j;
-    j["format"] = "loranull.experiment/1";
+    j["format"] = "loranull.experiment/2";
     j["settings"] = settings;
     j["pretrained"] = {{"text_bits_per_byte", before.text_bits_per_byte},
                        {"fact_accuracy", before.fact_accuracy},
@@ -256,6 +342,7 @@ void write_outputs(const std::filesystem::path& dir, const nlohmann::json& setti
     j["runs"] = nlohmann::json::array();
     for (const RunResult& r : runs) {
         nlohmann::json run = {{"method", method_name(r.method)},
+                              {"rank", r.rank},
                               {"lr", r.lr},
                               {"seed", r.seed},
                               {"trainable", r.trainable},
@@ -277,12 +364,28 @@ void write_outputs(const std::filesystem::path& dir, const nlohmann::json& setti
     }
     j["summary"] = nlohmann::json::array();
     for (const Summary& s : rows)
-        j["summary"].push_back({{"method", method_name(s.method)}, {"lr", s.lr}, {"seeds", s.seeds},
+        j["summary"].push_back({{"method", method_name(s.method)}, {"rank", s.rank}, {"lr", s.lr}, {"seeds", s.seeds},
                                 {"trainable", s.trainable}, {"fact_accuracy", {s.fact_accuracy.mean, s.fact_accuracy.stddev}},
                                 {"text_bits_per_byte", {s.text_bits.mean, s.text_bits.stddev}},
                                 {"task_accuracy", {s.task_accuracy.mean, s.task_accuracy.stddev}},
                                 {"combined", {s.combined.mean, s.combined.stddev}},
                                 {"diverged", s.diverged}});
+    j["task_levels"] = task_levels;
+    j["equal_task"] = nlohmann::json::array();
+    for (const EqualTask& e : equal) {
+        nlohmann::json row = {{"method", method_name(e.method)}, {"rank", e.rank},     {"task_level", e.level},
+                              {"seeds", e.seeds},                {"reached", e.reached}, {"above", e.above}};
+        if (e.reached) {
+            row["fact_accuracy"] = {e.facts.mean, e.facts.stddev};
+            row["text_bits_per_byte"] = {e.text_bits.mean, e.text_bits.stddev};
+            row["lr"] = e.lr.mean;
+        }
+        j["equal_task"].push_back(row);
+    }
+    j["verdicts"] = nlohmann::json::array();
+    for (const Verdict& v : verdicts(equal))
+        if (v.rank != 0)
+            j["verdicts"].push_back({{"rank", v.rank}, {"task_level", v.level}, {"lora_null_v1", v.v1}, {"lora_null_v2", v.v2}});
     j["checks"] = {{"ok", checks.ok()},
                    {"max_init_logit_change", checks.max_init_logit_change},
                    {"init_tolerance", Checks::init_tolerance},
@@ -298,46 +401,59 @@ void write_outputs(const std::filesystem::path& dir, const nlohmann::json& setti
     loranull::io::write_text_atomically(dir / "results.json", j.dump(1) + "\n");
 
     // --- plots: data blocks (gnuplot's `index`) and scripts ------------------
-    std::ostringstream frontier, titles;
-    std::vector<Method> methods;
-    for (const Summary& s : rows)
-        if (std::find(methods.begin(), methods.end(), s.method) == methods.end()) methods.push_back(s.method);
-    for (Method m : methods) {
-        frontier << "# " << method_name(m) << "\n";
+    // One panel per rank: that rank's adapters and full fine-tuning.
+    std::ostringstream frontier;
+    std::string panels;
+    int block = 0;
+    const std::vector<Index> ranks = ranks_of(rows);
+    for (Index rank : ranks) {
+        std::vector<Summary> panel;
+        std::vector<Method> methods;
         for (const Summary& s : rows)
-            if (s.method == m)
-                frontier << s.task_accuracy.mean << ' ' << s.fact_accuracy.mean << ' ' << s.lr << ' '
-                         << s.task_accuracy.stddev << ' ' << s.fact_accuracy.stddev << '\n';
+            if (s.rank == rank || s.rank == 0) {
+                panel.push_back(s);
+                if (std::find(methods.begin(), methods.end(), s.method) == methods.end()) methods.push_back(s.method);
+            }
+        std::string plot = "plot ";
+        for (Method m : methods) {
+            frontier << "# " << method_name(m) << " rank " << (m == Method::full ? 0 : rank) << "\n";
+            for (const Summary& s : panel)
+                if (s.method == m)
+                    frontier << s.task_accuracy.mean << ' ' << s.fact_accuracy.mean << ' ' << s.lr << ' '
+                             << s.task_accuracy.stddev << ' ' << s.fact_accuracy.stddev << '\n';
+            frontier << "\n\n";
+            plot += "'frontier.dat' index " + std::to_string(block++) + " using 1:2:4:5 with xyerrorlines pt 7 title '" +
+                    method_name(m) + "', ";
+        }
+        frontier << "# pareto frontier, rank " << rank << "\n";
+        for (const auto& [x, y] : pareto_frontier(panel)) frontier << x << ' ' << y << "\n";
         frontier << "\n\n";
-        titles << method_name(m) << ' ';
+        plot += "'frontier.dat' index " + std::to_string(block++) +
+                " using 1:2 with lines dt 2 lw 2 lc rgb 'black' title 'Pareto frontier'\n";
+        panels += (rank ? "set title 'rank " + std::to_string(rank) + "'\n" : std::string("set title ''\n")) + plot;
     }
-    frontier << "# pareto frontier\n";
-    for (const auto& [x, y] : pareto_frontier(rows)) frontier << x << ' ' << y << "\n";
     loranull::io::write_text_atomically(dir / "frontier.dat", frontier.str());
-    const std::size_t count = methods.size();
     char pretrained_line[160];
     std::snprintf(pretrained_line, sizeof pretrained_line,
                   "set arrow from graph 0, first %.6f to graph 1, first %.6f nohead dt 3 lc rgb 'gray'\n",
                   before.fact_accuracy, before.fact_accuracy);
+    const int width = 900 + 600 * (static_cast<int>(ranks.size()) - 1);
     plot_png(dir / "frontier.png",
-             png_header() + "set title 'Knowledge kept against task learned (each method at its learning rates)'\n"
-                            "set xlabel 'held-out addition, exact match'\nset ylabel 'facts recalled after fine-tuning'\n"
-                            "set xrange [0:1]\nset yrange [0:1]\n" +
-                 std::string(pretrained_line) + "titles = '" + titles.str() + "'\n" +
-                 "plot for [i=0:" + std::to_string(count - 1) +
-                 "] 'frontier.dat' index i using 1:2:4:5 with xyerrorlines pt 7 title word(titles, i+1), "
-                 "'frontier.dat' index " + std::to_string(count) +
-                 " using 1:2 with lines dt 2 lw 2 lc rgb 'black' title 'Pareto frontier'\n");
+             png_header(width, 600) + "set multiplot layout 1," + std::to_string(ranks.size()) +
+                 " title 'Knowledge kept against task learned (each method at its learning rates)'\n"
+                 "set xlabel 'held-out addition, exact match'\nset ylabel 'facts recalled after fine-tuning'\n"
+                 "set xrange [0:1]\nset yrange [0:1]\nset key inside top right font ',9'\n" +
+                 std::string(pretrained_line) + panels + "unset multiplot\n");
 
     std::ostringstream losses, loss_titles;
     std::size_t series = 0;
     for (const Summary& s : rows) {
-        losses << "# " << method_name(s.method) << " lr " << s.lr << "\n";
+        losses << "# " << method_name(s.method) << " rank " << s.rank << " lr " << s.lr << "\n";
         // Mean over seeds, smoothed over a window of 1/50 of the steps.
         std::vector<double> mean;
         std::size_t seeds = 0;
         for (const RunResult& r : runs)
-            if (r.method == s.method && r.lr == s.lr) {
+            if (r.method == s.method && r.rank == s.rank && r.lr == s.lr) {
                 if (mean.empty()) mean.assign(r.losses.size(), 0.0);
                 for (std::size_t i = 0; i < std::min(mean.size(), r.losses.size()); ++i) mean[i] += r.losses[i];
                 ++seeds;
@@ -351,7 +467,10 @@ void write_outputs(const std::filesystem::path& dir, const nlohmann::json& setti
         }
         losses << "\n\n";
         char t[64];
-        std::snprintf(t, sizeof t, "%s@%.0e ", method_name(s.method), s.lr);
+        if (s.rank)
+            std::snprintf(t, sizeof t, "%s/r%ld@%.4g ", method_name(s.method), long(s.rank), s.lr);
+        else
+            std::snprintf(t, sizeof t, "%s@%.4g ", method_name(s.method), s.lr);
         loss_titles << t;
         ++series;
     }
