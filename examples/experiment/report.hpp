@@ -217,11 +217,16 @@ inline std::vector<Verdict> verdicts(const std::vector<EqualTask>& table) {
 inline void print_equal_task(const std::vector<EqualTask>& table) {
     if (table.empty()) return;
     const std::vector<double> levels = levels_of(table);
-    std::printf("\nknowledge kept at equal task score (facts recalled %%, mean +- sd over the seeds that reach the level;\n"
-                " '(k/n)': k of n seeds reached it; 'above': the lowest rate already learns more; '-': not reached)\n");
+    std::printf("\nknowledge kept at equal task score: facts recalled %% (mean +- sd over the seeds that reach the level)\n"
+                "and held-out text bits/byte; '(k/n)': k of n seeds reached it; 'above': the lowest rate already\n"
+                "learns more; '-': not reached\n");
     for (Index rank : ranks_of(table)) {
         std::printf("\n%-13s %4s", "method", "rank");
-        for (double level : levels) std::printf("   %13s%-5.0f", "at EM ", 100 * level);
+        for (double level : levels) {
+            char head[32];
+            std::snprintf(head, sizeof head, "at EM %.0f%%", 100 * level);
+            std::printf("   %-26s", head);
+        }
         std::printf("\n");
         std::vector<Method> shown;
         for (const EqualTask& e : table)
@@ -236,11 +241,12 @@ inline void print_equal_task(const std::vector<EqualTask>& table) {
                         if (e.reached == 0)
                             std::snprintf(cell, sizeof cell, "%s", e.above == e.seeds && e.seeds ? "above" : "-");
                         else if (e.reached < e.seeds)
-                            std::snprintf(cell, sizeof cell, "%.1f +- %.1f (%zu/%zu)", 100 * e.facts.mean,
-                                          100 * e.facts.stddev, e.reached, e.seeds);
+                            std::snprintf(cell, sizeof cell, "%.1f +- %.1f %.3f (%zu/%zu)", 100 * e.facts.mean,
+                                          100 * e.facts.stddev, e.text_bits.mean, e.reached, e.seeds);
                         else
-                            std::snprintf(cell, sizeof cell, "%.1f +- %.1f", 100 * e.facts.mean, 100 * e.facts.stddev);
-                        std::printf("   %18s", cell);
+                            std::snprintf(cell, sizeof cell, "%.1f +- %.1f %.3f", 100 * e.facts.mean, 100 * e.facts.stddev,
+                                          e.text_bits.mean);
+                        std::printf("   %-26s", cell);
                     }
             std::printf("\n");
         }
