@@ -2,9 +2,12 @@
 # The main job: installs what is missing, builds, and runs the knowledge-
 # retention experiment (docs/results.md) on the shipped pre-trained model:
 # calibrate, fine-tune on addition with every method, measure what each keeps
-# and learns. Results go to ./results (table, CSV, JSON, PNG plots).
+# and learns. Results go to ./results (table, CSV, JSON, PNG plots). The
+# default: rank 32, one seed, each method at the rate where the full grid
+# found it at half the task learned (docs/results.md).
 # Extra arguments go to loranull-experiment (--help lists them; --sweep runs
-# the full learning-rate x seed grid; --device cuda runs on a GPU).
+# five rates per method and three seeds, --ranks 8,32 several ranks,
+# --device cuda on a GPU); scripts/run-grid.sh runs the full grid in parallel.
 #
 # Its own build folder (build-demo) holds only what the experiment needs; the
 # CUDA half is compiled only when --device cuda is asked for (nvcc takes

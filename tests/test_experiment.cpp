@@ -177,12 +177,22 @@ TEST_CASE("rates: the quarter-decade lattice and each method's frontier") {
     CHECK(lattice_rate(0) == 1.0);
     CHECK(lattice_rate(3) == 5.623);
     CHECK(frontier_rates(experiment::Method::lora, 8, true) == std::vector<double>{1e-3, 1.778e-3, 3.162e-3, 5.623e-3, 1e-2});
-    CHECK(frontier_rates(experiment::Method::lora, 8, false) == std::vector<double>{3.162e-3});
+    CHECK(centre(experiment::Method::lora, 8) == -10);
     // Rank 32 moves the transition half a decade lower, rank 16 a quarter.
     CHECK(frontier_rates(experiment::Method::lora, 32, true) == std::vector<double>{3.162e-4, 5.623e-4, 1e-3, 1.778e-3, 3.162e-3});
+    CHECK(centre(experiment::Method::lora, 16) == -11);
+    CHECK(centre(experiment::Method::lora_null_v2, 32) == -8);
+    CHECK(centre(experiment::Method::pissa, 8) == -12);
+    // The default run: one rate, the grid's half-task point at the grid's ranks, else the centre.
     CHECK(frontier_rates(experiment::Method::lora, 16, false) == std::vector<double>{1.778e-3});
-    CHECK(frontier_rates(experiment::Method::lora_null_v2, 32, false) == std::vector<double>{1e-2});
-    CHECK(frontier_rates(experiment::Method::pissa, 8, false) == std::vector<double>{1e-3});
+    for (const HalfTaskPoint& p : half_task_points) {
+        const Index rank = p.rank ? p.rank : 8;
+        INFO(method_name(p.method), " rank ", p.rank);
+        // Measured on rates the grid ran: the sweep's five or the extension above them.
+        CHECK(p.q >= centre(p.method, rank) - 2);
+        CHECK(p.q <= centre(p.method, rank) + 3);
+        CHECK(frontier_rates(p.method, rank, false) == std::vector<double>{lattice_rate(p.q)});
+    }
     CHECK(frontier_rates(experiment::Method::full, 8, true) == frontier_rates(experiment::Method::full, 64, true));  // no rank
 }
 
@@ -403,9 +413,10 @@ TEST_CASE("bad input: one clear message, non-zero exit, nothing written") {
         {model + "--steps", "--steps needs a value"},
         {model + "--steps ten", "need an integer"},
         {model + "--frobnicate", "unknown option '--frobnicate'"},
-        {model + "--text /nonexistent/jargon.txt.gz", "cannot open /nonexistent/jargon.txt.gz"},
+        {model + "--rank 4 --text /nonexistent/jargon.txt.gz", "cannot open /nonexistent/jargon.txt.gz"},
+        {model, "--rank 32 does not fit the model"},  // the default rank, on a model 32 wide
         {"--model '" + corrupt.string() + "' --out '" + out.string() + "' --quiet", "model.safetensors"},
-        {"--model '" + bad_facts.string() + "' --out '" + out.string() + "' --quiet", "facts.tsv line 2"},
+        {"--model '" + bad_facts.string() + "' --out '" + out.string() + "' --rank 4 --quiet", "facts.tsv line 2"},
         {"--model '" + tiny_model().string() + "' --out '" + foreign.string() + "' --quiet", "refusing to replace"},
     };
     for (const Case& c : cases) {

@@ -31,7 +31,7 @@ measures what each keeps of its knowledge and what it learns.
   --out DIR            output folder (default results; replaced if it holds an earlier run)
   --methods LIST       comma-separated, from full, lora, pissa, milora, corda,
                        lora-null-v1, lora-null-v2 (default: all)
-  --rank R             adapter rank (default 8)
+  --rank R             adapter rank (default 32)
   --ranks LIST         several ranks, e.g. 8,16,32 (instead of --rank); every table,
                        CSV and plot carries the rank; full fine-tuning runs once
   --steps N            fine-tuning steps (default 300)

@@ -52,11 +52,11 @@ inline std::vector<double> rates(const Args& args, Method method, Index rank, bo
     return out;
 }
 
-/// --ranks LIST or --rank R (default 8), each distinct.
+/// --ranks LIST or --rank R (default 32), each distinct.
 inline std::vector<Index> ranks(const Args& args) {
     require(!(args.has("--rank") && args.has("--ranks")), "options", "--rank and --ranks: give one of them");
     std::vector<Index> out;
-    for (const std::string& s : args.list(args.has("--ranks") ? "--ranks" : "--rank", "8")) {
+    for (const std::string& s : args.list(args.has("--ranks") ? "--ranks" : "--rank", "32")) {
         long r = 0;
         try {
             r = loranull::tools::parse_integer<long>("--ranks", s);
