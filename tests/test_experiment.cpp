@@ -333,8 +333,8 @@ TEST_CASE("the whole pipeline on a tiny model: invariants and outputs") {
     CHECK(equal_csv.rfind("method,rank,task_level,seeds,seeds_reached,", 0) == 0);
     CHECK(std::count(equal_csv.begin(), equal_csv.end(), '\n') == 1 + 13 * 3);
     CHECK(slurp(out / "frontier.png.gp").find("set multiplot layout 1,2") != std::string::npos);
-    CHECK(r.out.find("knowledge kept at equal task score") != std::string::npos);
-    CHECK(r.out.find("rank 8, EM 50%: v1 ") != std::string::npos);
+    // One rate per method: no curve to read, and the terminal says so.
+    CHECK(r.out.find("needs two or more rates per method") != std::string::npos);
     for (const char* png : {"frontier.png", "losses.png", "spectrum.png"}) check_png(out / png);
     CHECK(r.out.find("lora-null-v2") != std::string::npos);
 

@@ -113,8 +113,9 @@ inline Checks publish(const fs::path& out, const nlohmann::json& settings, const
                       const std::vector<std::pair<std::string, std::vector<double>>>& spectra,
                       const std::vector<double>& levels) {
     const Checks checks = Checks::of(runs);
-    print_table(before, summarise(runs));
-    print_equal_task(equal_task_table(runs, levels));
+    const std::vector<Summary> rows = summarise(runs);
+    print_table(before, rows);
+    print_equal_task(equal_task_table(runs, levels), rows);
     const fs::path partial = out.string() + ".partial";
     fs::remove_all(partial);
     fs::create_directories(partial);

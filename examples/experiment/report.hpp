@@ -214,8 +214,17 @@ inline std::vector<Verdict> verdicts(const std::vector<EqualTask>& table) {
 
 /// The equal-task-score table on the terminal: per rank, facts recalled at
 /// each task level (full fine-tuning in every rank's table), then the verdicts.
-inline void print_equal_task(const std::vector<EqualTask>& table) {
+inline void print_equal_task(const std::vector<EqualTask>& table, const std::vector<Summary>& rows) {
     if (table.empty()) return;
+    // A curve needs two rates: with one per method the table would say nothing.
+    const bool any_curve = std::any_of(rows.begin(), rows.end(), [&](const Summary& s) {
+        return std::any_of(rows.begin(), rows.end(),
+                           [&](const Summary& t) { return t.method == s.method && t.rank == s.rank && t.lr != s.lr; });
+    });
+    if (!any_curve) {
+        std::printf("\n(knowledge at equal task score needs two or more rates per method: --sweep, or --lr LIST)\n");
+        return;
+    }
     const std::vector<double> levels = levels_of(table);
     std::printf("\nknowledge kept at equal task score: facts recalled %% (mean +- sd over the seeds that reach the level)\n"
                 "and held-out text bits/byte; '(k/n)': k of n seeds reached it; 'above': the lowest rate already\n"
@@ -420,6 +429,8 @@ void write_outputs(const std::filesystem::path& dir, const nlohmann::json& setti
                 panel.push_back(s);
                 if (std::find(methods.begin(), methods.end(), s.method) == methods.end()) methods.push_back(s.method);
             }
+        // Each method's points in rising rate (merged folders may hold them in any order).
+        std::stable_sort(panel.begin(), panel.end(), [](const Summary& a, const Summary& b) { return a.lr < b.lr; });
         std::string plot = "plot ";
         for (Method m : methods) {
             frontier << "# " << method_name(m) << " rank " << (m == Method::full ? 0 : rank) << "\n";
