@@ -55,15 +55,16 @@ inline std::vector<double> rates(const Args& args, Method method, Index rank, bo
 /// --ranks LIST or --rank R (default 32), each distinct.
 inline std::vector<Index> ranks(const Args& args) {
     require(!(args.has("--rank") && args.has("--ranks")), "options", "--rank and --ranks: give one of them");
+    const std::string name = args.has("--ranks") ? "--ranks" : "--rank";
     std::vector<Index> out;
-    for (const std::string& s : args.list(args.has("--ranks") ? "--ranks" : "--rank", "32")) {
+    for (const std::string& s : args.list(name, "32")) {
         long r = 0;
         try {
-            r = loranull::tools::parse_integer<long>("--ranks", s);
+            r = loranull::tools::parse_integer<long>(name, s);
         } catch (const loranull::tools::UsageError&) {
-            fail("options", args.has("--ranks") ? "--ranks " : "--rank ", s, ": need a positive integer");
+            fail("options", name, " ", s, ": need a positive integer");
         }
-        require(r >= 1, "options", args.has("--ranks") ? "--ranks " : "--rank ", s, ": need a positive integer");
+        require(r >= 1, "options", name, " ", s, ": need a positive integer");
         require(std::find(out.begin(), out.end(), r) == out.end(), "options", "--ranks: ", r, " is given twice");
         out.push_back(r);
     }
@@ -114,12 +115,13 @@ inline Checks publish(const fs::path& out, const nlohmann::json& settings, const
                       const std::vector<double>& levels) {
     const Checks checks = Checks::of(runs);
     const std::vector<Summary> rows = summarise(runs);
+    const std::vector<EqualTask> equal = equal_task_table(runs, levels);
     print_table(before, rows);
-    print_equal_task(equal_task_table(runs, levels), rows);
+    print_equal_task(equal, rows);
     const fs::path partial = out.string() + ".partial";
     fs::remove_all(partial);
     fs::create_directories(partial);
-    write_outputs(partial, settings, before, runs, checks, spectra, levels);
+    write_outputs(partial, settings, before, runs, rows, equal, checks, spectra);
     if (fs::exists(out)) fs::remove_all(out);
     fs::rename(partial, out);
     return checks;
@@ -277,7 +279,7 @@ int run_experiment(Bk& backend, const Args& args) {
                 runs.push_back(run(pretrained, method, lr, static_cast<std::uint64_t>(seed), setup, cal, spaces, task, data));
                 const RunResult& r = runs.back();
                 std::printf("%-13s rank %-3s lr %-9.4g seed %ld: facts %.1f%%, text %.3f bits/byte, addition %.1f%% (%.0f s)\n",
-                            method_name(method), r.rank ? std::to_string(r.rank).c_str() : "-", lr, seed,
+                            method_name(method), rank_label(r.rank).c_str(), lr, seed,
                             100 * r.after.fact_accuracy, r.after.text_bits_per_byte, 100 * r.after.task_accuracy, r.seconds);
                 std::fflush(stdout);
             }

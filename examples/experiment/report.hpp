@@ -156,6 +156,9 @@ inline std::string percent(double x) {
     return b;
 }
 
+/// A rank in tables: "-" for full fine-tuning's 0.
+inline std::string rank_label(Index rank) { return rank ? std::to_string(rank) : "-"; }
+
 /// The table on the terminal.
 inline void print_table(const Scores& before, const std::vector<Summary>& rows) {
     std::printf("\npre-trained: held-out text %.3f bits/byte, facts %.1f%%, addition %.1f%%\n\n",
@@ -169,7 +172,7 @@ inline void print_table(const Scores& before, const std::vector<Summary>& rows) 
         std::snprintf(task, sizeof task, "%.1f +- %.1f", 100 * s.task_accuracy.mean, 100 * s.task_accuracy.stddev);
         std::snprintf(combined, sizeof combined, "%.3f +- %.3f", s.combined.mean, s.combined.stddev);
         std::printf("%-13s %4s %9.4g %10lld %15s %14s %15s %11.3f %15s %7.1f%s\n", method_name(s.method),
-                    s.rank ? std::to_string(s.rank).c_str() : "-", s.lr,
+                    rank_label(s.rank).c_str(), s.lr,
                     static_cast<long long>(s.trainable), facts, text, task, s.task_bits.mean, combined, s.seconds.mean,
                     s.diverged ? ("  (" + std::to_string(s.diverged) + " diverged, scored 0)").c_str() : "");
     }
@@ -203,10 +206,11 @@ struct Verdict {
     std::string v1, v2;
 };
 
+/// Full fine-tuning alone (rank 0) has no adapters to order: no verdicts.
 inline std::vector<Verdict> verdicts(const std::vector<EqualTask>& table) {
     std::vector<Verdict> out;
     for (Index rank : ranks_of(table))
-        for (double level : levels_of(table))
+        for (double level : rank ? levels_of(table) : std::vector<double>{})
             out.push_back({rank, level, paper_ordering(table, rank, level, Method::lora_null_v1),
                            paper_ordering(table, rank, level, Method::lora_null_v2)});
     return out;
@@ -242,7 +246,7 @@ inline void print_equal_task(const std::vector<EqualTask>& table, const std::vec
             if ((e.rank == rank || e.rank == 0) && std::find(shown.begin(), shown.end(), e.method) == shown.end())
                 shown.push_back(e.method);
         for (Method m : shown) {
-            std::printf("%-13s %4s", method_name(m), m == Method::full ? "-" : std::to_string(rank).c_str());
+            std::printf("%-13s %4s", method_name(m), rank_label(m == Method::full ? 0 : rank).c_str());
             for (double level : levels)
                 for (const EqualTask& e : table)
                     if (e.method == m && (e.rank == rank || (m == Method::full && e.rank == 0)) && e.level == level) {
@@ -262,8 +266,7 @@ inline void print_equal_task(const std::vector<EqualTask>& table, const std::vec
     }
     std::printf("\nthe paper's ordering LoRA < MiLoRA < CorDA < LoRA-Null, on facts recalled at equal task score:\n");
     for (const Verdict& v : verdicts(table))
-        if (v.rank != 0)
-            std::printf("  rank %ld, EM %.0f%%: v1 %s; v2 %s\n", long(v.rank), 100 * v.level, v.v1.c_str(), v.v2.c_str());
+        std::printf("  rank %ld, EM %.0f%%: v1 %s; v2 %s\n", long(v.rank), 100 * v.level, v.v1.c_str(), v.v2.c_str());
 }
 
 /// The invariants, one line, then what failed (stderr) and the runs that did
@@ -289,14 +292,13 @@ inline std::vector<std::pair<double, double>> pareto_frontier(const std::vector<
     return out;
 }
 
-/// Writes every output file into `dir` (which exists and is empty).
+/// Writes every output file into `dir` (which exists and is empty);
+/// `rows` and `equal` are summarise(runs) and equal_task_table(runs, levels).
 template <class Spectra>
 void write_outputs(const std::filesystem::path& dir, const nlohmann::json& settings, const Scores& before,
-                   const std::vector<RunResult>& runs, const Checks& checks, const Spectra& spectra,
-                   const std::vector<double>& task_levels) {
+                   const std::vector<RunResult>& runs, const std::vector<Summary>& rows,
+                   const std::vector<EqualTask>& equal, const Checks& checks, const Spectra& spectra) {
     namespace fs = std::filesystem;
-    const std::vector<Summary> rows = summarise(runs);
-    const std::vector<EqualTask> equal = equal_task_table(runs, task_levels);
 
     std::ostringstream csv;
     csv << "method,rank,lr,seed,trainable,seconds,text_bpb_before,text_bpb_after,fact_acc_before,fact_acc_after,"
@@ -385,7 +387,7 @@ void write_outputs(const std::filesystem::path& dir, const nlohmann::json& setti
                                 {"task_accuracy", {s.task_accuracy.mean, s.task_accuracy.stddev}},
                                 {"combined", {s.combined.mean, s.combined.stddev}},
                                 {"diverged", s.diverged}});
-    j["task_levels"] = task_levels;
+    j["task_levels"] = levels_of(equal);
     j["equal_task"] = nlohmann::json::array();
     for (const EqualTask& e : equal) {
         nlohmann::json row = {{"method", method_name(e.method)}, {"rank", e.rank},     {"task_level", e.level},
@@ -399,8 +401,7 @@ void write_outputs(const std::filesystem::path& dir, const nlohmann::json& setti
     }
     j["verdicts"] = nlohmann::json::array();
     for (const Verdict& v : verdicts(equal))
-        if (v.rank != 0)
-            j["verdicts"].push_back({{"rank", v.rank}, {"task_level", v.level}, {"lora_null_v1", v.v1}, {"lora_null_v2", v.v2}});
+        j["verdicts"].push_back({{"rank", v.rank}, {"task_level", v.level}, {"lora_null_v1", v.v1}, {"lora_null_v2", v.v2}});
     j["checks"] = {{"ok", checks.ok()},
                    {"max_init_logit_change", checks.max_init_logit_change},
                    {"init_tolerance", Checks::init_tolerance},
