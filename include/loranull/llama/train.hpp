@@ -73,10 +73,23 @@ public:
 
     long steps() const { return step_; }
 
-private:
+    /// The first and second moments of each trainable parameter, in the order
+    /// of parameters() (empty before the first step).
     struct Moments {
         Matrix m, v;
     };
+    const std::vector<Moments>& moments() const { return state_; }
+
+    /// Continues from a saved state (a checkpoint's step count and moments):
+    /// the next step() is then bit-identical to the one an uninterrupted run takes.
+    void restore(long steps, std::vector<Moments> moments) {
+        require(steps >= 0 && (steps == 0) == moments.empty(), "AdamW::restore", steps, " steps with ", moments.size(),
+                " moment pairs");
+        step_ = steps;
+        state_ = std::move(moments);
+    }
+
+private:
     AdamWConfig config_;
     std::vector<Moments> state_;
     long step_ = 0;

@@ -53,6 +53,61 @@ double spectral_norm(Bk& b, const M& a) {
 
 }  // namespace detail
 
+/// knowledge_report's squared norms, summed over batches of activations
+/// (a squared Frobenius norm adds over columns): the report of a whole
+/// calibration set streamed through a model batch by batch, each batch
+/// forgotten once added.
+struct KnowledgeSums {
+    double adapter_input = 0;          // sum of ||A X||_F^2
+    double initial_adapter_input = 0;  // sum of ||A0 X||_F^2
+    double output_change = 0;          // sum of ||(B A - B0 A0) X||_F^2
+    double base_output = 0;            // sum of ||W X||_F^2, W = W_res + s B0 A0
+
+    /// Adds X (n x T) for the factors (A, B) against the layer's initial ones.
+    template <class Bk, Real T>
+    void add(Bk& b, const LoraLinear<Bk, T>& layer, const matrix_t<Bk, T>& A, const matrix_t<Bk, T>& B,
+             const matrix_t<Bk, T>& x) {
+        using Matrix = matrix_t<Bk, T>;
+        require(x.rows() == layer.in_features(), "KnowledgeSums::add", "X is ", shape_string(x.rows(), x.cols()),
+                ", the layer takes ", layer.in_features(), " inputs");
+        const Matrix ax = product(b, A, x);           // r x T
+        const Matrix a0x = product(b, layer.A0, x);   // r x T
+        // (B A - B0 A0) X = B (A X) - B0 (A0 X)
+        Matrix change = product(b, B, ax);
+        b.gemm(Op::none, Op::none, T(-1), layer.B0, a0x, T(1), change);
+        Matrix base = product(b, layer.W_res, x);
+        b.gemm(Op::none, Op::none, layer.scale, layer.B0, a0x, T(1), base);
+        auto squared = [&](const Matrix& m) {
+            const double n = double(b.frobenius_norm(m));
+            return n * n;
+        };
+        adapter_input += squared(ax);
+        initial_adapter_input += squared(a0x);
+        output_change += squared(change);
+        base_output += squared(base);
+    }
+
+    /// The report of the sums, for the factors (A, B) they were added with.
+    template <class Bk, Real T>
+    KnowledgeReport report(Bk& b, const LoraLinear<Bk, T>& layer, const matrix_t<Bk, T>& A,
+                           const matrix_t<Bk, T>& B) const {
+        using Matrix = matrix_t<Bk, T>;
+        KnowledgeReport r;
+        const double s = std::abs(double(layer.scale));
+        r.adapter_input = std::sqrt(adapter_input);
+        r.initial_adapter_input = std::sqrt(initial_adapter_input);
+        r.output_change = s * std::sqrt(output_change);
+        r.base_output = std::sqrt(base_output);
+        Matrix delta_b = B;
+        b.axpy(T(-1), layer.B0, delta_b);
+        r.bound = s * detail::spectral_norm(b, delta_b) * r.initial_adapter_input;
+        Matrix delta_a = A;
+        b.axpy(T(-1), layer.A0, delta_a);
+        r.bound_applies = b.frobenius_norm(delta_a) == T(0);
+        return r;
+    }
+};
+
 /// The report for `layer` on activations X (n x T). Pass the layer's null-space
 /// basis (n x r) to get null_space_bound as well.
 template <class Bk, Real T>
@@ -60,39 +115,18 @@ KnowledgeReport knowledge_report(Bk& b, const LoraLinear<Bk, T>& layer, const ma
                                  const matrix_t<Bk, T>* null_space_basis = nullptr) {
     using Matrix = matrix_t<Bk, T>;
     const char* where = "knowledge_report";
-    require(x.rows() == layer.in_features(), where, "X is ", shape_string(x.rows(), x.cols()), ", the layer takes ",
-            layer.in_features(), " inputs");
-    KnowledgeReport report;
-    const double s = std::abs(double(layer.scale));
-    const Matrix ax = product(b, layer.A, x);     // r x T
-    const Matrix a0x = product(b, layer.A0, x);   // r x T
-    report.adapter_input = double(b.frobenius_norm(ax));
-    report.initial_adapter_input = double(b.frobenius_norm(a0x));
-
-    // (B A - B0 A0) X = B (A X) - B0 (A0 X)
-    Matrix change = product(b, layer.B, ax);
-    b.gemm(Op::none, Op::none, T(-1), layer.B0, a0x, T(1), change);
-    report.output_change = s * double(b.frobenius_norm(change));
-
-    Matrix base = product(b, layer.W_res, x);
-    b.gemm(Op::none, Op::none, layer.scale, layer.B0, a0x, T(1), base);
-    report.base_output = double(b.frobenius_norm(base));
-
-    Matrix delta_b = layer.B;
-    b.axpy(T(-1), layer.B0, delta_b);
-    const double delta_b_norm = detail::spectral_norm(b, delta_b);
-    report.bound = s * delta_b_norm * report.initial_adapter_input;
-    Matrix delta_a = layer.A;
-    b.axpy(T(-1), layer.A0, delta_a);
-    report.bound_applies = b.frobenius_norm(delta_a) == T(0);
-
+    KnowledgeSums sums;
+    sums.add(b, layer, layer.A, layer.B, x);
+    KnowledgeReport report = sums.report(b, layer, layer.A, layer.B);
     if (null_space_basis) {
         require(null_space_basis->rows() == layer.in_features(), where, "null-space basis is ",
                 shape_string(null_space_basis->rows(), null_space_basis->cols()), ", expected ", layer.in_features(),
                 " rows");
+        Matrix delta_b = layer.B;
+        b.axpy(T(-1), layer.B0, delta_b);
         const Matrix xu = product(b, x, *null_space_basis, Op::transpose);  // T x r
-        report.null_space_bound =
-            s * delta_b_norm * detail::spectral_norm(b, layer.A0) * double(b.frobenius_norm(xu));
+        report.null_space_bound = std::abs(double(layer.scale)) * detail::spectral_norm(b, delta_b) *
+                                  detail::spectral_norm(b, layer.A0) * double(b.frobenius_norm(xu));
     }
     return report;
 }
