@@ -150,6 +150,10 @@ struct PeftExportOptions {
     std::string task_type = "CAUSAL_LM";
     /// Residual mode: the file (inside the export folder) with `<module>.weight`.
     std::string residual_file = "residual_model.safetensors";
+    /// Residual mode: false leaves the residual weights out, for an adapter of
+    /// a model that already holds them (loranull-build's OUT/model, which
+    /// loranull-finetune trains on).
+    bool write_residual = true;
 };
 
 /// What was written for one module.
@@ -201,6 +205,9 @@ public:
     }
 
     const PeftExportOptions& options() const { return options_; }
+
+    /// A key of adapter_model.safetensors' __metadata__ (loranull.method, ...).
+    void set_metadata(const std::string& key, const std::string& value) { adapter_.set_metadata(key, value); }
     Index size() const { return static_cast<Index>(modules_.size()); }
 
     /// A trained (or fresh) layer: residual mode writes (A, B) and W_res; plain
@@ -265,7 +272,7 @@ public:
         report.target_modules = target_modules();
         report.modules = modules_;
 
-        if (options_.mode == PeftMode::residual) {
+        if (options_.mode == PeftMode::residual && options_.write_residual) {
             const auto path = directory / options_.residual_file;
             residual_.write(path);
             report.files.push_back(path);
@@ -358,14 +365,16 @@ private:
                 "': A is ", shape_string(a.rows(), a.cols()), ", B is ", shape_string(b.rows(), b.cols()),
                 ", W_res is ", shape_string(w_res.rows(), w_res.cols()), " (need A r x n, B m x r, W_res m x n)");
         require(std::isfinite(scale) && scale != 0, where, "module '", module, "': scale ", scale);
-        const HostMatrix<T> a_host = backend_->download(a), b_host = backend_->download(b),
-                            w_host = backend_->download(w_res);
-        require(all_finite(a_host.data(), a_host.size()) && all_finite(b_host.data(), b_host.size()) &&
-                    all_finite(w_host.data(), w_host.size()),
-                where, "module '", module, "' holds NaN or Inf");
+        const HostMatrix<T> a_host = backend_->download(a), b_host = backend_->download(b);
+        const bool finite = all_finite(a_host.data(), a_host.size()) && all_finite(b_host.data(), b_host.size());
+        require(finite, where, "module '", module, "' holds NaN or Inf");
+        if (options_.write_residual) {
+            const HostMatrix<T> w_host = backend_->download(w_res);
+            require(all_finite(w_host.data(), w_host.size()), where, "module '", module, "' holds NaN or Inf");
+            residual_.add(module + ".weight", w_host, options_.dtype);
+        }
         adapter_.add("base_model.model." + module + ".lora_A.weight", a_host, options_.dtype);
         adapter_.add("base_model.model." + module + ".lora_B.weight", b_host, options_.dtype);
-        residual_.add(module + ".weight", w_host, options_.dtype);
         PeftModuleReport report;
         report.module = module;
         report.out_features = m;

@@ -54,21 +54,46 @@ namespace detail {
 /// `(.*\.)?(KEY)$` matches the whole of `path` (PEFT's get_pattern_key), or
 /// `fallback`.
 inline double pattern_value(const nlohmann::ordered_json& patterns, const std::string& path, double fallback,
-                            const std::string& where) {
+                            const std::string& where, const char* field = "alpha_pattern") {
     if (!patterns.is_object()) return fallback;
     for (const auto& [key, value] : patterns.items()) {
         std::regex pattern;
         try {
             pattern = std::regex("(.*\\.)?(" + key + ")$");
         } catch (const std::regex_error& e) {
-            fail(where, "adapter_config.json: alpha_pattern key '", key, "' is not a valid regex (", e.what(), ")");
+            fail(where, "adapter_config.json: ", field, " key '", key, "' is not a valid regex (", e.what(), ")");
         }
         if (!std::regex_match(path, pattern)) continue;
-        require(value.is_number(), where, "adapter_config.json: alpha_pattern '", key, "' is ", value.dump(),
+        require(value.is_number(), where, "adapter_config.json: ", field, " '", key, "' is ", value.dump(),
                 ", expected a number");
         return value.get<double>();
     }
     return fallback;
+}
+
+/// Whether PEFT wraps module `path` for adapter_config `c`: target_modules a
+/// list (the path ends in ".NAME", or is NAME) or a regex (matching the whole
+/// path); absent or null: any module.
+inline bool targets_module(const nlohmann::ordered_json& c, const std::string& path, const std::string& where) {
+    if (!c.contains("target_modules") || c["target_modules"].is_null()) return true;
+    const auto& targets = c["target_modules"];
+    if (targets.is_string()) {
+        try {
+            return std::regex_match(path, std::regex(targets.get<std::string>()));
+        } catch (const std::regex_error& e) {
+            fail(where, "adapter_config.json: target_modules '", targets.get<std::string>(), "' is not a valid regex (",
+                 e.what(), ")");
+        }
+    }
+    require(targets.is_array(), where, "adapter_config.json: target_modules is ", targets.dump(), ", expected a list or a string");
+    for (const auto& t : targets) {
+        require(t.is_string(), where, "adapter_config.json: target_modules holds ", t.dump(), ", expected names");
+        const std::string name = t.get<std::string>();
+        if (path == name || (path.size() > name.size() && path.compare(path.size() - name.size(), name.size(), name) == 0 &&
+                             path[path.size() - name.size() - 1] == '.'))
+            return true;
+    }
+    return false;
 }
 
 }  // namespace detail
@@ -100,6 +125,7 @@ inline PeftAdapter read_peft_adapter(const std::filesystem::path& dir) {
             " is not supported");
     const bool rslora = c.contains("use_rslora") && c["use_rslora"] == true;
     const double alpha = c["lora_alpha"].get<double>();
+    const nlohmann::ordered_json rank_pattern = c.contains("rank_pattern") ? c["rank_pattern"] : nlohmann::ordered_json::object();
     const nlohmann::ordered_json alpha_pattern = c.contains("alpha_pattern") ? c["alpha_pattern"] : nlohmann::ordered_json::object();
 
     const std::filesystem::path weights = dir / "adapter_model.safetensors";
@@ -130,6 +156,14 @@ inline PeftAdapter read_peft_adapter(const std::filesystem::path& dir) {
                 " (need [r, n] and [m, r])");
         require(all_finite(m.A.data(), m.A.size()) && all_finite(m.B.data(), m.B.size()), where, "module ", m.path,
                 " holds NaN or Inf");
+        // What PEFT would build for this module must hold these tensors: a
+        // module PEFT does not wrap, or wraps at another rank, fails to load there.
+        const double expected_rank = detail::pattern_value(rank_pattern, m.path, c["r"].get<double>(), where, "rank_pattern");
+        require(double(m.A.rows()) == expected_rank, where, "module ", m.path, ": lora_A has rank ", m.A.rows(),
+                ", adapter_config.json gives it r = ", expected_rank, " (r, or its rank_pattern entry)");
+        require(detail::targets_module(c, m.path, where), where, "module ", m.path,
+                " has tensors but is not among adapter_config.json's target_modules ",
+                c.contains("target_modules") ? c["target_modules"].dump() : "(missing)");
         const double r = double(m.A.rows());
         const double module_alpha = detail::pattern_value(alpha_pattern, m.path, alpha, where);
         m.scaling = rslora ? module_alpha / std::sqrt(r) : module_alpha / r;
@@ -141,23 +175,57 @@ inline PeftAdapter read_peft_adapter(const std::filesystem::path& dir) {
     return adapter;
 }
 
+namespace detail {
+
+/// The projection of `model` that PEFT module `m` adapts, checked to be free
+/// and of B A's shape.
+template <class Bk, Real T>
+Projection<Bk, T>& adapted_projection(LlamaModel<Bk, T>& model, const PeftModule& m, const std::string& where) {
+    Projection<Bk, T>* target = nullptr;
+    for (Index l = 0; l < model.config.n_layers && !target; ++l)
+        for (ProjectionKind kind : all_projections)
+            if (m.path == "model.layers." + std::to_string(l) + "." + projection_path(kind))
+                target = &model.blocks[static_cast<std::size_t>(l)][kind];
+    require(target != nullptr, where, "module ", m.path, " is not a projection of this model (q/k/v/o/gate/up/down of ",
+            model.config.n_layers, " layers)");
+    require(!target->lora, where, "module ", m.path, " already holds an adapter");
+    require(m.B.rows() == target->out_features() && m.A.cols() == target->in_features(), where, "module ", m.path,
+            ": B A is ", shape_string(m.B.rows(), m.A.cols()), ", the weight is ",
+            shape_string(target->out_features(), target->in_features()), " (an adapter of another model?)");
+    return *target;
+}
+
+}  // namespace detail
+
+/// Puts every module of `adapter` on `model` as a trainable LoraLinear:
+/// W_res = the model's weight, (A, B) and the scale as PEFT reads them, so the
+/// model computes what PeftModel.from_pretrained(model, adapter) computes; the
+/// factors as read become A0, B0 (the knowledge report's reference).
+template <class Bk, Real T>
+void attach_peft_adapter(LlamaModel<Bk, T>& model, const PeftAdapter& adapter, Trainable trainable,
+                         const std::string& method = {}) {
+    Bk& b = model.backend();
+    const std::string where = "--adapter " + adapter.dir.string();
+    for (const PeftModule& m : adapter.modules) {
+        Projection<Bk, T>& target = detail::adapted_projection(model, m, where);
+        LoraFactors<Bk, T> f;
+        f.A = b.template convert<T>(b.upload(m.A));
+        f.B = b.template convert<T>(b.upload(m.B));
+        f.W_res = target.weight;
+        f.scale = static_cast<T>(m.scaling);
+        f.method = method;
+        target.attach(b, std::move(f), trainable);
+    }
+}
+
 /// W += scaling B A for every module of `adapter` (in double, cast once).
 template <class Bk, Real T>
 void merge_peft_adapter(LlamaModel<Bk, T>& model, const PeftAdapter& adapter) {
     Bk& b = model.backend();
     const std::string where = "--adapter " + adapter.dir.string();
     for (const PeftModule& m : adapter.modules) {
-        Projection<Bk, T>* target = nullptr;
-        for (Index l = 0; l < model.config.n_layers && !target; ++l)
-            for (ProjectionKind kind : all_projections)
-                if (m.path == "model.layers." + std::to_string(l) + "." + projection_path(kind))
-                    target = &model.blocks[static_cast<std::size_t>(l)][kind];
-        require(target != nullptr, where, "module ", m.path, " is not a projection of this model (q/k/v/o/gate/up/down of ",
-                model.config.n_layers, " layers)");
-        require(!target->lora, where, "module ", m.path, " already holds an adapter");
+        Projection<Bk, T>* target = &detail::adapted_projection(model, m, where);
         auto w = b.template convert<double>(target->weight);  // m x n, on the backend
-        require(m.B.rows() == w.rows() && m.A.cols() == w.cols(), where, "module ", m.path, ": B A is ",
-                shape_string(m.B.rows(), m.A.cols()), ", the weight is ", shape_string(w.rows(), w.cols()));
         b.gemm(Op::none, Op::none, m.scaling, b.upload(m.B), b.upload(m.A), 1.0, w);
         auto merged = b.template convert<T>(w);
         require(b.all_finite(merged), where, "module ", m.path, ": W + ", m.scaling,
