@@ -23,12 +23,12 @@
 #include <nlohmann/json.hpp>
 
 #include <loranull/backend/cpu/cpu_backend.hpp>
+#include <loranull/io/gnuplot.hpp>
 #include <loranull/io/hf_checkpoint.hpp>
 
 #include "cli.hpp"
 #include "corpus.hpp"
 #include "evaluate.hpp"
-#include "plot.hpp"
 #include "training.hpp"
 
 using namespace loranull;
@@ -167,12 +167,12 @@ int main(int argc, char** argv) {
                         {"final_train_bits_per_byte", smoothed}}},
             {"parameters", config.parameter_count()}};
         loranull::io::write_text_atomically(partial / "pretraining.json", meta.dump(2) + "\n");
-        plot_png(partial / "loss.png",
-                 png_header() + "set datafile separator ','\nset xlabel 'step'\nset ylabel 'bits per byte'\n"
-                                "set y2label 'fact accuracy'\nset y2tics\nset y2range [0:1]\n"
-                                "plot 'loss.csv' skip 1 using 1:2 with linespoints title 'training (smoothed)', "
-                                "'' skip 1 using 1:3 with linespoints title 'held-out text', "
-                                "'' skip 1 using 1:4 axes x1y2 with linespoints title 'facts recalled'\n");
+        io::plot_png(partial / "loss.png",
+                     io::png_header() + "set datafile separator ','\nset xlabel 'step'\nset ylabel 'bits per byte'\n"
+                                        "set y2label 'fact accuracy'\nset y2tics\nset y2range [0:1]\n"
+                                        "plot 'loss.csv' skip 1 using 1:2 with linespoints title 'training (smoothed)', "
+                                        "'' skip 1 using 1:3 with linespoints title 'held-out text', "
+                                        "'' skip 1 using 1:4 axes x1y2 with linespoints title 'facts recalled'\n");
         if (fs::exists(out)) fs::remove_all(out);
         fs::rename(partial, out);
         std::printf("wrote %s\n", out.string().c_str());

@@ -27,12 +27,15 @@
 #include <nlohmann/json.hpp>
 
 #include <loranull/io/atomic_file.hpp>
+#include <loranull/io/gnuplot.hpp>
 
 #include "equal_task.hpp"
 #include "experiment.hpp"
-#include "plot.hpp"
 
 namespace experiment {
+
+using loranull::io::plot_png;
+using loranull::io::png_header;
 
 /// A whole file as bytes (the results.json of earlier runs, for --merge).
 inline std::string read_file(const std::filesystem::path& path) {
