@@ -206,19 +206,8 @@ void check_cuda_matches_cpu(const fs::path& cuda_out, const fs::path& cpu_out) {
 #ifdef LORANULL_MPIEXEC
 namespace {
 
-/// `mpirun -np K <program> <args>` as CI runs it (oversubscribed on 2 cores,
-/// allowed as root, no single-copy shared memory in containers, one thread a
-/// rank), bounded: a hang fails the test instead of stalling the suite.
 Result mpirun(int ranks, const std::string& program, const std::string& args) {
-    for (const auto& [name, value] : {std::pair<const char*, const char*>{"OMPI_ALLOW_RUN_AS_ROOT", "1"},
-                                      {"OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"},
-                                      {"OMPI_MCA_btl_vader_single_copy_mechanism", "none"},
-                                      {"OMPI_MCA_rmaps_base_oversubscribe", "1"},
-                                      {"OMP_NUM_THREADS", "1"}})
-        ::setenv(name, value, 1);
-    return test::run_tool("timeout", "100 " + q(LORANULL_MPIEXEC) + " -np " + std::to_string(ranks) +
-                                         " --oversubscribe --bind-to none " + q(program) + " " + args,
-                          dir());
+    return test::mpirun(ranks, program, args, dir());
 }
 
 Result mpirun_build(int ranks, const std::string& args) { return mpirun(ranks, LORANULL_BUILD_PATH, args); }

@@ -12,6 +12,7 @@
 #include <sstream>
 #include <string>
 #include <system_error>
+#include <utility>
 
 namespace test {
 
@@ -68,6 +69,24 @@ inline ToolResult run_tool(const std::string& binary, const std::string& args, c
     r.err = slurp(err);
     return r;
 }
+
+#ifdef LORANULL_MPIEXEC
+/// `mpirun -np K <program> <args>` as CI runs it (oversubscribed on 2 cores,
+/// allowed as root, no single-copy shared memory in containers, one thread a
+/// rank), bounded: a hang fails the test instead of stalling the suite.
+inline ToolResult mpirun(int ranks, const std::string& program, const std::string& args,
+                         const std::filesystem::path& scratch) {
+    for (const auto& [name, value] : {std::pair<const char*, const char*>{"OMPI_ALLOW_RUN_AS_ROOT", "1"},
+                                      {"OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"},
+                                      {"OMPI_MCA_btl_vader_single_copy_mechanism", "none"},
+                                      {"OMPI_MCA_rmaps_base_oversubscribe", "1"},
+                                      {"OMP_NUM_THREADS", "1"}})
+        ::setenv(name, value, 1);
+    return run_tool("timeout", "100 " + q(LORANULL_MPIEXEC) + " -np " + std::to_string(ranks) +
+                                   " --oversubscribe --bind-to none " + q(program) + " " + args,
+                    scratch);
+}
+#endif
 
 /// Lines of s that are not empty.
 inline int line_count(const std::string& s) {

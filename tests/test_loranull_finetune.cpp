@@ -1,0 +1,375 @@
+// loranull-finetune run as a user runs it (docs/loranull-finetune.md): every
+// family of SPEC.md section 9 as a tiny checkpoint with a tokenizer.json,
+// adapters from loranull-build, then trained from text and from JSONL
+// prompt/response pairs. The loss falls; --train B leaves A bit-identical and
+// the knowledge bound holds in every module; a stopped run resumes to the
+// same bits; 2 MPI ranks give 1 rank's adapter; --export plain on the
+// unmodified base is the trained model (loranull-eval's NLL); every bad input
+// is one line and a non-zero exit.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <loranull/io/safetensors.hpp>
+
+#include "family_fixtures.hpp"
+#include "run_tool.hpp"
+#include "test_util.hpp"
+#include "text_fixtures.hpp"
+
+#if !defined(LORANULL_FINETUNE_PATH) || !defined(LORANULL_BUILD_PATH) || !defined(LORANULL_EVAL_PATH)
+#error "the paths of loranull-finetune, loranull-build and loranull-eval must be defined by the build"
+#endif
+
+using namespace loranull;
+using test::q;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path& dir() { return test::scratch_dir("test_finetune"); }
+
+test::ToolResult finetune(const std::string& args) { return test::run_tool(LORANULL_FINETUNE_PATH, args, dir()); }
+test::ToolResult build(const std::string& args) { return test::run_tool(LORANULL_BUILD_PATH, args, dir()); }
+test::ToolResult eval(const std::string& args) { return test::run_tool(LORANULL_EVAL_PATH, args, dir()); }
+
+constexpr Index seq_len = 12;  // inside Mistral's sliding window of 12
+
+/// Sentences of a small made-up world, deterministic.
+std::string sentences(int count, int salt) {
+    const char* subjects[] = {"the cat", "a robot", "my friend", "the river", "one bird"};
+    const char* verbs[] = {"sees", "likes", "finds", "follows", "paints"};
+    const char* objects[] = {"the moon", "a red box", "seven stones", "the old tree", "green hills"};
+    std::string text;
+    for (int i = 0; i < count; ++i)
+        text += std::string(subjects[(i + salt) % 5]) + " " + verbs[(3 * i + salt) % 5] + " " + objects[(7 * i + 2 * salt) % 5] + ".\n";
+    return text;
+}
+
+/// A family's checkpoint with a byte-level tokenizer (ids < 1003) beside it.
+fs::path write_model(const test_family::Family& family) {
+    test_family::Family f = family;
+    f.config["vocab_size"] = 1003;  // 256 bytes, the merges, BOS 1000, EOS 1001
+    f.config["max_position_embeddings"] = 256;  // room for the prompt template (Mistral's window stays 12)
+    const fs::path path = test_family::write_family(f, dir() / "models");
+    const test_text::ByteLevelVocab v({{"e", " "}, {"t", "h"}, {"th", "e"}, {"a", "n"}, {" ", "t"}}, {"ing"});
+    test_text::write_file(path, "tokenizer.json", test_text::llama3_json(v).dump());
+    test_text::write_file(path, "tokenizer_config.json",
+                          json{{"bos_token", "<|begin_of_text|>"}, {"eos_token", "<|end_of_text|>"}}.dump());
+    return path;
+}
+
+struct Files {
+    fs::path calib = test_text::write_file(dir(), "calib.txt", sentences(40, 0));
+    // Unlike the calibration text (digits and capitals: outside what the null
+    // space was fitted to), 4 windows of 12 tokens: every step sees all of them.
+    fs::path train = test_text::write_file(dir(), "train.txt", "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ZYXW\n");
+    fs::path pairs;
+    Files() {
+        std::string jsonl;
+        for (int i = 0; i < 4; ++i)
+            jsonl += json{{"q", "Name " + std::to_string(i)}, {"a", std::to_string(i + 1)}, {"other", 1}}.dump() + "\n";
+        pairs = test_text::write_file(dir(), "pairs.jsonl", jsonl);
+    }
+};
+const Files& files() {
+    static const Files f;
+    return f;
+}
+
+/// loranull-build's residual model and LoRA-Null v2 adapter for `family`.
+fs::path built(const test_family::Family& family) {
+    const fs::path out = dir() / "built" / family.name;
+    if (fs::exists(out / "report.json")) return out;
+    const fs::path model = write_model(family);
+    const auto r = build("--model " + q(model) + " --method lora-null-v2 --rank 4 --calib-text " + q(files().calib) +
+                         " --samples 8 --seq-len " + std::to_string(seq_len) + " --out " + q(out));
+    REQUIRE_MESSAGE(r.status == 0, r.err);
+    return out;
+}
+
+test_family::Family family(const std::string& name) {
+    for (const auto& f : test_family::families())
+        if (f.name == name) return f;
+    FAIL("no family ", name);
+    return {};
+}
+
+json read_json(const fs::path& path) { return json::parse(test::slurp(path)); }
+
+/// The loss column of loss.csv.
+std::vector<double> losses(const fs::path& run) {
+    std::vector<double> out;
+    std::istringstream in(test::slurp(run / "loss.csv"));
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line)) out.push_back(std::stod(line.substr(line.find(',') + 1)));
+    return out;
+}
+
+/// loss.csv without its seconds column (the rest must match bit for bit).
+std::string loss_table(const fs::path& run) {
+    std::istringstream in(test::slurp(run / "loss.csv"));
+    std::string line, out;
+    while (std::getline(in, line)) out += line.substr(0, line.rfind(',')) + "\n";
+    return out;
+}
+
+HostMatrix<float> tensor(const fs::path& adapter, const std::string& name) {
+    return io::SafetensorsReader(adapter / "adapter_model.safetensors").read_matrix<float>(name);
+}
+
+std::vector<std::string> tensor_names(const fs::path& adapter) {
+    const io::SafetensorsReader file(adapter / "adapter_model.safetensors");
+    std::vector<std::string> names;
+    for (const auto& [name, info] : file.tensors()) names.push_back(name);
+    return names;
+}
+
+double max_abs_difference(const HostMatrix<float>& a, const HostMatrix<float>& b) {
+    REQUIRE(a.rows() == b.rows());
+    REQUIRE(a.cols() == b.cols());
+    double d = 0;
+    for (Index i = 0; i < a.size(); ++i) d = std::max(d, std::abs(double(a.data()[i]) - double(b.data()[i])));
+    return d;
+}
+
+/// --model and --adapter of a build.
+std::string common_args(const fs::path& built_out) {
+    return "--model " + q(built_out / "model") + " --adapter " + q(built_out / "adapter") + " ";
+}
+
+}  // namespace
+
+TEST_CASE("every family from text: the loss falls, --train B (the lora-null-v2 default) keeps A bit-identical, the bound holds") {
+    for (const auto& f : test_family::families()) {
+        CAPTURE(f.name);
+        const fs::path b = built(f), run = dir() / "text" / f.name;
+        fs::remove_all(run);
+        const auto r = finetune(common_args(b) + "--data " + q(files().train) + " --seq-len 12 --steps 12 --batch 4 --lr 0.05 " +
+                                "--calib-text " + q(files().calib) + " --calib-samples 4 --calib-seq-len 12 " +
+                                "--calib-seed 9 --out " + q(run));
+        REQUIRE_MESSAGE(r.status == 0, r.err);
+        const json report = read_json(run / "finetune.json");
+        CHECK(report["train"] == "B");
+        CHECK(report["method"] == "lora-null-v2");
+        const std::vector<double> loss = losses(run);
+        REQUIRE(loss.size() == 12);
+        // The same 4 windows every step: the loss falls step after step (a
+        // random tiny model starts near ln(vocab) and a rank-4 B moves it slowly).
+        for (std::size_t i = 1; i < loss.size(); ++i) CHECK_MESSAGE(loss[i] < loss[i - 1], test::slurp(run / "loss.csv"));
+        CHECK(loss.back() < loss.front() - 0.02);
+        // A frozen: every lora_A of the output is the input's, bit for bit; every B moved.
+        for (const std::string& name : tensor_names(b / "adapter")) {
+            CAPTURE(name);
+            const HostMatrix<float> before = tensor(b / "adapter", name), after = tensor(run / "adapter", name);
+            if (name.find(".lora_A.") != std::string::npos)
+                CHECK(after == before);
+            else
+                CHECK(max_abs_difference(after, before) > 0);
+        }
+        // The bound in every module, on calibration windows the build did not draw.
+        const json& knowledge = report["knowledge"];
+        CHECK(knowledge["bounds_hold"] == true);
+        REQUIRE(knowledge["modules"].size() == 7 * 2);
+        for (const json& m : knowledge["modules"]) {
+            CHECK(m["bound_applies"] == true);
+            CHECK(m["relative_change"].get<double>() > 0);
+            CHECK(m["output_change"].get<double>() <= m["bound"].get<double>() * (1 + 1e-4));
+        }
+        // The adapter is PEFT's: the scale kept (lora_alpha / r), the base named.
+        const json config = read_json(run / "adapter" / "adapter_config.json");
+        const json built_config = read_json(b / "adapter" / "adapter_config.json");
+        CHECK(config["r"] == built_config["r"]);
+        CHECK(config["lora_alpha"] == built_config["lora_alpha"]);
+        CHECK(!fs::exists(run / "adapter" / "residual_model.safetensors"));
+        CHECK(!fs::exists(run / "checkpoint"));
+    }
+}
+
+TEST_CASE("every family from prompt/response JSONL, --train AB: the loss on the responses falls, A trains too") {
+    for (const auto& f : test_family::families()) {
+        CAPTURE(f.name);
+        const fs::path b = built(f), run = dir() / "pairs" / f.name;
+        fs::remove_all(run);
+        const auto r = finetune(common_args(b) + "--data " + q(files().pairs) + " --format prompt-response " +
+                                "--prompt-field q --response-field a --train AB --steps 10 --batch 2 --grad-accum 2 " +
+                                "--lr 0.05 --seq-len 192 --out " + q(run));
+        // Mistral's window of 12 tokens refuses sequences of 192, by name.
+        if (f.name == "mistral") {
+            CHECK(r.status == 1);
+            CHECK(r.err.find("sliding_window") != std::string::npos);
+            continue;
+        }
+        REQUIRE_MESSAGE(r.status == 0, r.err);
+        const json report = read_json(run / "finetune.json");
+        CHECK(report["train"] == "AB");
+        CHECK(report["data"]["examples"] == 4);
+        CHECK(report["data"]["prompt_template"].get<std::string>().find("### Response:") != std::string::npos);
+        const std::vector<double> loss = losses(run);
+        CHECK_MESSAGE(loss.back() < loss.front() - 0.05, test::slurp(run / "loss.csv"));
+        const std::string a_name = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight";
+        CHECK(max_abs_difference(tensor(run / "adapter", a_name), tensor(b / "adapter", a_name)) > 0);
+    }
+}
+
+TEST_CASE("prompt/response masking: only the response (and its newline and EOS) is scored") {
+    const fs::path b = built(family("llama-3"));
+    const fs::path run = dir() / "masking";
+    fs::remove_all(run);
+    const auto r = finetune(common_args(b) + "--data " + q(files().pairs) + " --format prompt-response " +
+                            "--prompt-field q --response-field a --steps 1 --batch 4 --seq-len 192 --out " + q(run));
+    REQUIRE_MESSAGE(r.status == 0, r.err);
+    // The template and "Name i" are masked; each response "i+1" is one digit
+    // byte, then "\n" and EOS: 3 scored targets per example (byte-level BPE).
+    CHECK(read_json(run / "finetune.json")["data"]["scored_tokens"] == 4 * 3);
+}
+
+TEST_CASE("a stopped run resumes to the bits of an uninterrupted one; a finished run is not redone") {
+    const fs::path b = built(family("llama-3"));
+    const std::string args = common_args(b) + "--data " + q(files().calib) + " --seq-len 12 --steps 6 --batch 2 --grad-accum 2 " +
+                             "--lr 0.005 --save-every 2 ";
+    const fs::path whole = dir() / "resume_whole", parts = dir() / "resume_parts";
+    fs::remove_all(whole);
+    fs::remove_all(parts);
+    auto r = finetune(args + "--out " + q(whole));
+    REQUIRE_MESSAGE(r.status == 0, r.err);
+    r = finetune(args + "--stop-after-steps 3 --out " + q(parts));
+    CHECK(r.status == 3);
+    CHECK(fs::exists(parts / "checkpoint" / "state.safetensors"));
+    CHECK(!fs::exists(parts / "adapter"));
+    r = finetune(args + "--out " + q(parts));
+    REQUIRE_MESSAGE(r.status == 0, r.err);
+    CHECK(r.err.find("resuming") != std::string::npos);
+    CHECK(test::slurp(parts / "adapter" / "adapter_model.safetensors") ==
+          test::slurp(whole / "adapter" / "adapter_model.safetensors"));
+    CHECK(loss_table(parts) == loss_table(whole));
+    r = finetune(args + "--out " + q(parts));
+    CHECK(r.status == 0);
+    CHECK(r.out.find("nothing to do") != std::string::npos);
+    // Other settings on a finished folder: refused, not overwritten.
+    r = finetune(args + "--lr 0.001 --out " + q(parts));
+    CHECK(r.status == 2);
+    CHECK(test::line_count(r.err) == 1);
+}
+
+TEST_CASE("--export plain on the unmodified base computes the trained model (build, fine-tune, eval)") {
+    const test_family::Family f = family("qwen2");  // q/k/v biases, tied embeddings
+    const fs::path b = built(f), run = dir() / "plain";
+    fs::remove_all(run);
+    const fs::path base = dir() / "models" / f.name;
+    auto r = finetune(common_args(b) + "--data " + q(files().train) + " --seq-len 12 --steps 5 --batch 4 --lr 0.01 --export plain " +
+                      "--out " + q(run));
+    REQUIRE_MESSAGE(r.status == 0, r.err);
+    const std::string calib = " --calib-text " + q(files().calib) + " --samples 4 --seq-len 12 --seed 3";
+    const auto before = eval("--model " + q(base) + calib);
+    const auto residual = eval("--model " + q(b / "model") + " --adapter " + q(run / "adapter") + calib);
+    const auto plain = eval("--model " + q(base) + " --adapter " + q(run / "adapter-plain") + calib);
+    REQUIRE(before.status == 0);
+    REQUIRE_MESSAGE(residual.status == 0, residual.err);
+    REQUIRE_MESSAGE(plain.status == 0, plain.err);
+    auto nll = [](const std::string& out) { return std::stod(out.substr(out.find("nll ") + 4)); };
+    CHECK(nll(plain.out) == doctest::Approx(nll(residual.out)).epsilon(1e-5));
+    CHECK(std::abs(nll(before.out) - nll(residual.out)) > 1e-4);  // training changed the model
+}
+
+TEST_CASE("bad inputs: one line on stderr and a non-zero exit") {
+    const fs::path b = built(family("llama-3")), other = built(family("llama-3.2"));
+    const std::string model = "--model " + q(b / "model") + " ", adapter = "--adapter " + q(b / "adapter") + " ";
+    const fs::path empty = test_text::write_file(dir(), "empty.txt", "");
+    const fs::path short_text = test_text::write_file(dir(), "short.txt", sentences(1, 0));
+    const fs::path missing_field = test_text::write_file(dir(), "missing.jsonl", "{\"q\": \"x\", \"a\": \"y\"}\n{\"q\": \"x\"}\n");
+    const fs::path not_json = test_text::write_file(dir(), "bad.jsonl", "{\"q\": \"x\", \"a\": \"y\"}\nnot json\n");
+    // Adapters whose config does not match their tensors.
+    auto edited_adapter = [&](const std::string& name, const std::function<void(json&)>& edit) {
+        const fs::path copy = dir() / "adapters" / name;
+        fs::remove_all(copy);
+        fs::create_directories(copy);
+        fs::copy_file(b / "adapter" / "adapter_model.safetensors", copy / "adapter_model.safetensors");
+        json config = read_json(b / "adapter" / "adapter_config.json");
+        edit(config);
+        std::ofstream(copy / "adapter_config.json") << config.dump(2);
+        return copy;
+    };
+    const fs::path wrong_rank = edited_adapter("rank", [](json& c) { c["r"] = 8; });
+    const fs::path wrong_targets = edited_adapter("targets", [](json& c) { c["target_modules"] = {"q_proj", "v_proj"}; });
+    const std::string train = "--data " + q(files().train) + " --seq-len 12 --steps 2 ";
+    struct Case {
+        std::string args, message;
+        int status;
+    };
+    const std::vector<Case> cases = {
+        {adapter + train, "missing --model", 2},
+        {model + train, "missing --adapter", 2},
+        {model + adapter + "--steps 2", "missing --data", 2},
+        {model + adapter + train + "--train C", "--train must be A, B or AB", 2},
+        {model + adapter + train + "--device tpu", "--device must be cpu or cuda", 2},
+        {model + adapter + train + "--warmup 1.5", "--warmup must be a fraction", 2},
+        {model + adapter + train + "--epochs 2", "give --steps or --epochs, not both", 2},
+        {model + adapter + train + "--prompt-field q", "describe --format prompt-response", 2},
+        {model + adapter + "--data " + q(empty) + " --seq-len 12", "fewer than one window", 1},
+        {model + adapter + "--data " + q(short_text) + " --seq-len 12 --batch 8", "fewer than one batch", 1},
+        {model + adapter + "--data " + q(files().pairs) + " --format prompt-response --prompt-field q --response-field b --seq-len 192",
+         "has no field \"b\"", 1},
+        {model + adapter + "--data " + q(missing_field) + " --format prompt-response --prompt-field q --response-field a --seq-len 192",
+         "line 2: the object has no field \"a\"", 1},
+        {model + adapter + "--data " + q(not_json) + " --format prompt-response --prompt-field q --response-field a --seq-len 192",
+         "line 2: not valid JSON", 1},
+        {model + adapter + "--data " + q(dir() / "absent.txt") + " --seq-len 12", "cannot read", 1},
+        {model + "--adapter " + q(other / "adapter") + " " + train, "an adapter of another model?", 1},
+        {model + "--adapter " + q(wrong_rank) + " " + train, "adapter_config.json gives it r = 8", 1},
+        {model + "--adapter " + q(wrong_targets) + " " + train, "is not among adapter_config.json's target_modules", 1},
+        {model + "--adapter " + q(dir()) + " " + train, "adapter_config.json is missing", 1},
+        {model + adapter + "--data " + q(files().train) + " --seq-len 300", "max_position_embeddings", 1},
+    };
+    for (const Case& c : cases) {
+        CAPTURE(c.args);
+        const fs::path out = dir() / "bad_out";
+        fs::remove_all(out);
+        const auto r = finetune(c.args + " --out " + q(out));
+        CHECK(r.status == c.status);
+        CHECK(test::line_count(r.err) == 1);
+        CHECK_MESSAGE(r.err.find(c.message) != std::string::npos, r.err);
+        CHECK(r.err.rfind("loranull-finetune: error: ", 0) == 0);
+        CHECK(!fs::exists(out / "adapter"));
+    }
+}
+
+#ifdef LORANULL_MPIEXEC
+TEST_CASE("mpirun -np 2: the single-process adapter up to the order of the gradient sums") {
+    const fs::path b = built(family("llama-3.1"));
+    const std::string args = common_args(b) + "--data " + q(files().calib) + " --seq-len 12 --steps 4 --batch 2 --grad-accum 2 " +
+                             "--lr 0.005 ";
+    const fs::path one = dir() / "mpi_one", two = dir() / "mpi_two";
+    fs::remove_all(one);
+    fs::remove_all(two);
+    auto r = finetune(args + "--out " + q(one));
+    REQUIRE_MESSAGE(r.status == 0, r.err);
+    r = test::mpirun(2, LORANULL_FINETUNE_PATH, args + "--out " + q(two), dir());
+    REQUIRE_MESSAGE(r.status == 0, r.err);
+    CHECK(read_json(two / "finetune.json")["ranks"] == 2);
+    for (const std::string& name : tensor_names(one / "adapter")) {
+        CAPTURE(name);
+        const HostMatrix<float> x = tensor(one / "adapter", name), y = tensor(two / "adapter", name);
+        double scale = 0;
+        for (Index i = 0; i < x.size(); ++i) scale = std::max(scale, std::abs(double(x.data()[i])));
+        CHECK(max_abs_difference(x, y) <= 1e-5 * scale);
+    }
+    const auto l1 = losses(one), l2 = losses(two);
+    REQUIRE(l1.size() == l2.size());
+    for (std::size_t i = 0; i < l1.size(); ++i) CHECK(l2[i] == doctest::Approx(l1[i]).epsilon(1e-6));
+    // Fewer micro-batches a step than ranks: refused on every rank alike.
+    r = test::mpirun(2, LORANULL_FINETUNE_PATH, common_args(b) + "--data " + q(files().calib) + " --seq-len 12 --out " + q(dir() / "mpi_bad"),
+                     dir());
+    CHECK(r.status == 2);
+    CHECK(r.err.find("--grad-accum 1 is smaller than the 2 ranks") != std::string::npos);
+}
+#endif
