@@ -92,10 +92,13 @@ TEST_CASE("lora-null on a sharded GQA checkpoint in F32: logits kept, sharding k
             CHECK(streamed.accumulation() == Accumulation::fp64);
             CHECK(streamed.tokens() == Fixture::samples * Fixture::seq_len);
             CHECK(streamed.samples() == Fixture::samples);
-            // Same float activations, summed in double in another order: a few
-            // double roundings apart (the activations are identical: chunks of
-            // whole sequences).
-            CHECK(test::relative_error(streamed.matrix(), whole[static_cast<std::size_t>(l)][i]->matrix()) < 1e-12);
+            // The same float activations up to float rounding: the streamed
+            // builder computes q/k/v and gate/up as one stacked product and the
+            // whole model as separate ones, and OpenBLAS's sgemm does not round
+            // a row alike in both on every CPU (AMD EPYC, 0.3.21: measured here
+            // up to 1.6e-7 relative; double rounding only where no stacked
+            // product came before).
+            CHECK(test::relative_error(streamed.matrix(), whole[static_cast<std::size_t>(l)][i]->matrix()) < 1e-6);
         }
 
     // report.json: every layer and module, the LoRA-Null energy equal to the
