@@ -98,8 +98,15 @@ inline bool targets_module(const nlohmann::ordered_json& c, const std::string& p
 
 }  // namespace detail
 
+/// How closely read_peft_adapter holds the tensors to adapter_config.json.
+enum class PeftCheck {
+    tensors,        // each module's rank is its lora_A rows (a merge needs no more)
+    as_peft_loads,  // and it must be the config's r (or rank_pattern entry), the module in
+                    // target_modules: what PeftModel.from_pretrained needs to load the file
+};
+
 /// adapter_config.json and adapter_model.safetensors of `dir`, checked.
-inline PeftAdapter read_peft_adapter(const std::filesystem::path& dir) {
+inline PeftAdapter read_peft_adapter(const std::filesystem::path& dir, PeftCheck check = PeftCheck::tensors) {
     const std::string where = "--adapter " + dir.string();
     require(std::filesystem::is_directory(dir), where, "is not a folder");
     const std::filesystem::path config_path = dir / "adapter_config.json";
@@ -156,14 +163,17 @@ inline PeftAdapter read_peft_adapter(const std::filesystem::path& dir) {
                 " (need [r, n] and [m, r])");
         require(all_finite(m.A.data(), m.A.size()) && all_finite(m.B.data(), m.B.size()), where, "module ", m.path,
                 " holds NaN or Inf");
-        // What PEFT would build for this module must hold these tensors: a
-        // module PEFT does not wrap, or wraps at another rank, fails to load there.
-        const double expected_rank = detail::pattern_value(rank_pattern, m.path, c["r"].get<double>(), where, "rank_pattern");
-        require(double(m.A.rows()) == expected_rank, where, "module ", m.path, ": lora_A has rank ", m.A.rows(),
-                ", adapter_config.json gives it r = ", expected_rank, " (r, or its rank_pattern entry)");
-        require(detail::targets_module(c, m.path, where), where, "module ", m.path,
-                " has tensors but is not among adapter_config.json's target_modules ",
-                c.contains("target_modules") ? c["target_modules"].dump() : "(missing)");
+        if (check == PeftCheck::as_peft_loads) {
+            // What PEFT would build for this module must hold these tensors: a
+            // module PEFT does not wrap, or wraps at another rank, fails to load there.
+            const double expected_rank =
+                detail::pattern_value(rank_pattern, m.path, c["r"].get<double>(), where, "rank_pattern");
+            require(double(m.A.rows()) == expected_rank, where, "module ", m.path, ": lora_A has rank ", m.A.rows(),
+                    ", adapter_config.json gives it r = ", expected_rank, " (r, or its rank_pattern entry)");
+            require(detail::targets_module(c, m.path, where), where, "module ", m.path,
+                    " has tensors but is not among adapter_config.json's target_modules ",
+                    c.contains("target_modules") ? c["target_modules"].dump() : "(missing)");
+        }
         const double r = double(m.A.rows());
         const double module_alpha = detail::pattern_value(alpha_pattern, m.path, alpha, where);
         m.scaling = rslora ? module_alpha / std::sqrt(r) : module_alpha / r;

@@ -108,7 +108,8 @@ public:
         const bool root = comm_.rank() == 0;
         const fs::path out(o_.out), state_path = out / "checkpoint" / "state.safetensors", marker = out / "finetune.json";
         // 1. The adapter, the settings, and what OUT already holds.
-        const io::PeftAdapter adapter = io::read_peft_adapter(o_.adapter);
+        // As PEFT loads it: the trained adapter keeps the input's config.
+        const io::PeftAdapter adapter = io::read_peft_adapter(o_.adapter, io::PeftCheck::as_peft_loads);
         const std::string method = adapter_method(o_.adapter);
         const Trainable trainable = trainable_of(o_.train, method);
         const FinetuneSchedule schedule(o_, Index(data_.examples.size()));
