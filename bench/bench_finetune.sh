@@ -15,7 +15,10 @@
 #    batch shape, eager float32, the fastest of 3 steps after a warm-up.
 # Minutes on 2 cores; not run by CI.
 #
-#   bench/bench_finetune.sh [BUILD_DIR] [WORK_DIR]
+#   [DEVICE=cuda] [PEER=0] bench/bench_finetune.sh [BUILD_DIR] [WORK_DIR]
+#
+# DEVICE=cuda builds and trains with --device cuda (scripts/gpu-check.sh);
+# PEER=0 skips the PyTorch peer (a CPU peer: the GPU check has no use for it).
 set -eu
 build=${1:-build}
 work=${2:-/tmp/loranull_bench_build}
@@ -32,7 +35,7 @@ fi
 built="$work/finetune-built"
 if [ ! -f "$built/report.json" ]; then
   "$build/tools/loranull-build" --model "$work/llama-113m" --calib "$work/calib-32x512.safetensors" \
-    --method lora-null-v2 --rank $rank --out "$built" > /dev/null
+    --method lora-null-v2 --rank $rank --device "${DEVICE:-cpu}" --out "$built" > /dev/null
 fi
 # A byte-level BPE tokenizer without merges (ids 0-255, BOS 256, EOS 257) and
 # some text to train on: the repository's docs, a few thousand windows.
@@ -60,16 +63,17 @@ cat "$here"/../docs/*.md "$here"/../README.md > "$work/finetune-text.txt"
 out="$work/finetune-run"
 rm -rf "$out"
 "$build/tools/loranull-finetune" --model "$built/model" --adapter "$built/adapter" --data "$work/finetune-text.txt" \
-  --steps 4 --batch $batch --seq-len $seq --save-every 0 --out "$out" > /dev/null
+  --steps 4 --batch $batch --seq-len $seq --save-every 0 --device "${DEVICE:-cpu}" --out "$out" > /dev/null
 ours=$(awk -F, 'NR > 2 { s = $6; if (best == "" || s < best) best = s } END { print best }' "$out/loss.csv")
 tokens=$(awk -F, 'NR == 3 { print $5 }' "$out/loss.csv")
 ours_mib=$("$python" -c "import json; print(round(json.load(open('$out/finetune.json'))['peak_memory_bytes'] / 2**20))")
+echo "step: $batch x $seq tokens, LoRA-Null v2 rank $rank (B trains), --device ${DEVICE:-cpu}, $(nproc) threads"
+printf "%-22s %10s %12s %10s\n" "" "step (s)" "tokens/s" "peak MiB"
+awk -v t="$tokens" -v a="$ours" -v am="$ours_mib" 'BEGIN { printf "%-22s %10.3f %12.0f %10s\n", "loranull-finetune", a, t / a, am }'
+[ "${PEER:-1}" = 1 ] || exit 0
 peer=$(/usr/bin/python3 "$here/pytorch_finetune.py" "$built/model" "$built/adapter" --batch $batch --seq $seq --threads "$(nproc)")
 peer_s=$(echo "$peer" | awk '$1 == "step_seconds" { print $2 }')
 peer_mib=$(echo "$peer" | awk '$1 == "peak_mib" { print $2 }')
-echo "step: $batch x $seq tokens, LoRA-Null v2 rank $rank (B trains), $(nproc) threads"
-printf "%-22s %10s %12s %10s\n" "" "step (s)" "tokens/s" "peak MiB"
-awk -v t="$tokens" -v a="$ours" -v am="$ours_mib" -v b="$peer_s" -v bm="$peer_mib" 'BEGIN {
-  printf "%-22s %10.3f %12.0f %10s\n", "loranull-finetune", a, t / a, am
+awk -v t="$tokens" -v a="$ours" -v b="$peer_s" -v bm="$peer_mib" 'BEGIN {
   printf "%-22s %10.3f %12.0f %10s\n", "PyTorch (eager fp32)", b, t / b, bm
   printf "ratio (PyTorch / ours): %.2fx\n", b / a }'

@@ -30,7 +30,9 @@
 # whole LLaMA model, CPU vs GPU), the builder's parity (loranull-build
 # --device cuda against --device cpu on a tiny checkpoint: one process, and
 # mpirun -np 2 where mpirun exists; needs CLI11, PCRE2 and utf8proc in DEPS),
-# bench_llama_cuda (training tokens/s), the PyTorch CUDA peer
+# the fine-tuning's parity (loranull-finetune --device cuda against --device
+# cpu, 1 and 2 ranks), bench_llama_cuda (training tokens/s), a loranull-finetune
+# step on a 113M checkpoint (needs numpy), the PyTorch CUDA peer
 # (bench/pytorch_llama.py --device cuda, when a python3 with a CUDA build of
 # torch is there; otherwise a note), bench_cuda, ctest -L gpu.
 #
@@ -50,7 +52,7 @@
 # Exit status: 0 when every step that ran succeeded (skips included), 1 otherwise.
 # Outputs: OUTDIR/summary.md (the table), env.txt, configure.log, build.log,
 # build-builder.log, test_cuda_status.log, test_cuda_nn_emulated.log, test_cuda_parity.log,
-# builder_parity.log, bench_llama.log, bench_llama.json, pytorch_llama_cuda.log, ctest.log,
+# builder_parity.log, finetune_parity.log, bench_llama.log, bench_finetune.log, bench_llama.json, pytorch_llama_cuda.log, ctest.log,
 # bench.log, bench.json; with the 7B step: make_7b.log, build_7b.log, report_7b.json,
 # device_memory_7b.csv.
 set -uo pipefail
@@ -215,8 +217,9 @@ if [ $mode = cmake ]; then
     row "build (CMake: ${targets[*]})" "$step_status" "$step_seconds" build.log
     if [ $have_tools = ON ]; then
         run_step build-builder 300 "$out/build-builder.log" \
-            cmake --build "$build" --target loranull-build test_loranull_build_gpu -j "$jobs" || failed=1
-        row "build (CMake: loranull-build test_loranull_build_gpu)" "$step_status" "$step_seconds" build-builder.log
+            cmake --build "$build" --target loranull-build test_loranull_build_gpu loranull-finetune loranull-eval \
+            test_loranull_finetune_gpu -j "$jobs" || failed=1
+        row "build (CMake: loranull-build loranull-finetune and their GPU tests)" "$step_status" "$step_seconds" build-builder.log
     fi
     if [ $have_benchmark = ON ]; then
         run_step build-benchmarks 240 "$out/build-benchmarks.log" \
@@ -339,6 +342,21 @@ else
     failed=1
 fi
 
+# The fine-tuning: loranull-finetune --device cuda against --device cpu
+# (tests/test_loranull_finetune_gpu.cpp: one process, and mpirun -np 2).
+bin_finetune_test=$build/tests/test_loranull_finetune_gpu
+if [ -x "$bin_finetune_test" ]; then
+    run_step "finetune parity" 180 "$out/finetune_parity.log" "$bin_finetune_test" || failed=1
+    if grep -q "parity was not run" "$out/finetune_parity.log"; then
+        step_status="SKIPPED: $(grep -m1 -o 'no CUDA device[^"]*' "$out/finetune_parity.log")"
+        failed=1
+    fi
+    row "finetune parity (loranull-finetune --device cuda vs cpu)" \
+        "$step_status: $(doctest_result "$out/finetune_parity.log")" "$step_seconds" finetune_parity.log
+else
+    row "finetune parity" "not built (needs the CMake build with the tools)" 0 -
+fi
+
 # --- benchmarks -------------------------------------------------------------------
 # The LLaMA training step first (short), then its PyTorch peer, then the
 # linear-algebra benchmarks (long: eigensolvers at n = 11008).
@@ -349,6 +367,17 @@ if [ $have_benchmark = ON ] && [ -x "$bin_bench_llama" ]; then
 elif [ $have_benchmark = ON ]; then
     row bench_llama_cuda "not built" 0 build.log
     failed=1
+fi
+# A fine-tuning step on the 112.7M checkpoint of bench_build.sh (generated
+# here: needs python3 with numpy), --device cuda: tokens/s (docs/benchmarks.md).
+finetune_bin=$build/tools/loranull-finetune
+if [ -x "$finetune_bin" ] && python3 -c "import numpy" >/dev/null 2>&1; then
+    run_step "bench_finetune --device cuda" 240 "$out/bench_finetune.log" \
+        env DEVICE=cuda PEER=0 sh "$repo/bench/bench_finetune.sh" "$build" "${LORANULL_GPU_WORK:-/tmp/loranull-gpu-work}/finetune" ||
+        failed=1
+    row "loranull-finetune step, 113M checkpoint, 4 x 512 tokens, --device cuda" "$step_status: $(grep -m1 '^loranull-finetune' "$out/bench_finetune.log" || true)" "$step_seconds" bench_finetune.log
+else
+    row "bench_finetune --device cuda" "skipped: no loranull-finetune or no python3 with numpy" 0 -
 fi
 # The PyTorch CUDA peer, only where a python3 has torch built with CUDA and
 # sees the GPU; otherwise a note, not a failure.

@@ -6,148 +6,7 @@
 // same bits; 2 MPI ranks give 1 rank's adapter; --export plain on the
 // unmodified base is the trained model (loranull-eval's NLL); every bad input
 // is one line and a non-zero exit.
-#include <doctest/doctest.h>
-
-#include <cmath>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
-#include <string>
-#include <vector>
-
-#include <nlohmann/json.hpp>
-
-#include <loranull/io/safetensors.hpp>
-
-#include "family_fixtures.hpp"
-#include "run_tool.hpp"
-#include "test_util.hpp"
-#include "text_fixtures.hpp"
-
-#if !defined(LORANULL_FINETUNE_PATH) || !defined(LORANULL_BUILD_PATH) || !defined(LORANULL_EVAL_PATH)
-#error "the paths of loranull-finetune, loranull-build and loranull-eval must be defined by the build"
-#endif
-
-using namespace loranull;
-using test::q;
-using json = nlohmann::json;
-namespace fs = std::filesystem;
-
-namespace {
-
-const fs::path& dir() { return test::scratch_dir("test_finetune"); }
-
-test::ToolResult finetune(const std::string& args) { return test::run_tool(LORANULL_FINETUNE_PATH, args, dir()); }
-test::ToolResult build(const std::string& args) { return test::run_tool(LORANULL_BUILD_PATH, args, dir()); }
-test::ToolResult eval(const std::string& args) { return test::run_tool(LORANULL_EVAL_PATH, args, dir()); }
-
-constexpr Index seq_len = 12;  // inside Mistral's sliding window of 12
-
-/// Sentences of a small made-up world, deterministic.
-std::string sentences(int count, int salt) {
-    const char* subjects[] = {"the cat", "a robot", "my friend", "the river", "one bird"};
-    const char* verbs[] = {"sees", "likes", "finds", "follows", "paints"};
-    const char* objects[] = {"the moon", "a red box", "seven stones", "the old tree", "green hills"};
-    std::string text;
-    for (int i = 0; i < count; ++i)
-        text += std::string(subjects[(i + salt) % 5]) + " " + verbs[(3 * i + salt) % 5] + " " + objects[(7 * i + 2 * salt) % 5] + ".\n";
-    return text;
-}
-
-/// A family's checkpoint with a byte-level tokenizer (ids < 1003) beside it.
-fs::path write_model(const test_family::Family& family) {
-    test_family::Family f = family;
-    f.config["vocab_size"] = 1003;  // 256 bytes, the merges, BOS 1000, EOS 1001
-    f.config["max_position_embeddings"] = 256;  // room for the prompt template (Mistral's window stays 12)
-    const fs::path path = test_family::write_family(f, dir() / "models");
-    const test_text::ByteLevelVocab v({{"e", " "}, {"t", "h"}, {"th", "e"}, {"a", "n"}, {" ", "t"}}, {"ing"});
-    test_text::write_file(path, "tokenizer.json", test_text::llama3_json(v).dump());
-    test_text::write_file(path, "tokenizer_config.json",
-                          json{{"bos_token", "<|begin_of_text|>"}, {"eos_token", "<|end_of_text|>"}}.dump());
-    return path;
-}
-
-struct Files {
-    fs::path calib = test_text::write_file(dir(), "calib.txt", sentences(40, 0));
-    // Unlike the calibration text (digits and capitals: outside what the null
-    // space was fitted to), 4 windows of 12 tokens: every step sees all of them.
-    fs::path train = test_text::write_file(dir(), "train.txt", "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ZYXW\n");
-    fs::path pairs;
-    Files() {
-        std::string jsonl;
-        for (int i = 0; i < 4; ++i)
-            jsonl += json{{"q", "Name " + std::to_string(i)}, {"a", std::to_string(i + 1)}, {"other", 1}}.dump() + "\n";
-        pairs = test_text::write_file(dir(), "pairs.jsonl", jsonl);
-    }
-};
-const Files& files() {
-    static const Files f;
-    return f;
-}
-
-/// loranull-build's residual model and LoRA-Null v2 adapter for `family`.
-fs::path built(const test_family::Family& family) {
-    const fs::path out = dir() / "built" / family.name;
-    if (fs::exists(out / "report.json")) return out;
-    const fs::path model = write_model(family);
-    const auto r = build("--model " + q(model) + " --method lora-null-v2 --rank 4 --calib-text " + q(files().calib) +
-                         " --samples 8 --seq-len " + std::to_string(seq_len) + " --out " + q(out));
-    REQUIRE_MESSAGE(r.status == 0, r.err);
-    return out;
-}
-
-test_family::Family family(const std::string& name) {
-    for (const auto& f : test_family::families())
-        if (f.name == name) return f;
-    FAIL("no family ", name);
-    return {};
-}
-
-json read_json(const fs::path& path) { return json::parse(test::slurp(path)); }
-
-/// The loss column of loss.csv.
-std::vector<double> losses(const fs::path& run) {
-    std::vector<double> out;
-    std::istringstream in(test::slurp(run / "loss.csv"));
-    std::string line;
-    std::getline(in, line);
-    while (std::getline(in, line)) out.push_back(std::stod(line.substr(line.find(',') + 1)));
-    return out;
-}
-
-/// loss.csv without its seconds column (the rest must match bit for bit).
-std::string loss_table(const fs::path& run) {
-    std::istringstream in(test::slurp(run / "loss.csv"));
-    std::string line, out;
-    while (std::getline(in, line)) out += line.substr(0, line.rfind(',')) + "\n";
-    return out;
-}
-
-HostMatrix<float> tensor(const fs::path& adapter, const std::string& name) {
-    return io::SafetensorsReader(adapter / "adapter_model.safetensors").read_matrix<float>(name);
-}
-
-std::vector<std::string> tensor_names(const fs::path& adapter) {
-    const io::SafetensorsReader file(adapter / "adapter_model.safetensors");
-    std::vector<std::string> names;
-    for (const auto& [name, info] : file.tensors()) names.push_back(name);
-    return names;
-}
-
-double max_abs_difference(const HostMatrix<float>& a, const HostMatrix<float>& b) {
-    REQUIRE(a.rows() == b.rows());
-    REQUIRE(a.cols() == b.cols());
-    double d = 0;
-    for (Index i = 0; i < a.size(); ++i) d = std::max(d, std::abs(double(a.data()[i]) - double(b.data()[i])));
-    return d;
-}
-
-/// --model and --adapter of a build.
-std::string common_args(const fs::path& built_out) {
-    return "--model " + q(built_out / "model") + " --adapter " + q(built_out / "adapter") + " ";
-}
-
-}  // namespace
+#include "finetune_fixtures.hpp"
 
 TEST_CASE("every family from text: the loss falls, --train B (the lora-null-v2 default) keeps A bit-identical, the bound holds") {
     for (const auto& f : test_family::families()) {
@@ -233,7 +92,7 @@ TEST_CASE("prompt/response masking: only the response (and its newline and EOS) 
     CHECK(read_json(run / "finetune.json")["data"]["scored_tokens"] == 4 * 3);
 }
 
-TEST_CASE("a stopped run resumes to the bits of an uninterrupted one; a finished run is not redone") {
+TEST_CASE("a stopped run resumes to the bits of an uninterrupted one, and a finished run is not redone") {
     const fs::path b = built(family("llama-3"));
     const std::string args = common_args(b) + "--data " + q(files().calib) + " --seq-len 12 --steps 6 --batch 2 --grad-accum 2 " +
                              "--lr 0.005 --save-every 2 ";
@@ -356,16 +215,7 @@ TEST_CASE("mpirun -np 2: the single-process adapter up to the order of the gradi
     r = test::mpirun(2, LORANULL_FINETUNE_PATH, args + "--out " + q(two), dir());
     REQUIRE_MESSAGE(r.status == 0, r.err);
     CHECK(read_json(two / "finetune.json")["ranks"] == 2);
-    for (const std::string& name : tensor_names(one / "adapter")) {
-        CAPTURE(name);
-        const HostMatrix<float> x = tensor(one / "adapter", name), y = tensor(two / "adapter", name);
-        double scale = 0;
-        for (Index i = 0; i < x.size(); ++i) scale = std::max(scale, std::abs(double(x.data()[i])));
-        CHECK(max_abs_difference(x, y) <= 1e-5 * scale);
-    }
-    const auto l1 = losses(one), l2 = losses(two);
-    REQUIRE(l1.size() == l2.size());
-    for (std::size_t i = 0; i < l1.size(); ++i) CHECK(l2[i] == doctest::Approx(l1[i]).epsilon(1e-6));
+    check_same_run(one, two, 1e-5, 1e-6);
     // Fewer micro-batches a step than ranks: refused on every rank alike.
     r = test::mpirun(2, LORANULL_FINETUNE_PATH, common_args(b) + "--data " + q(files().calib) + " --seq-len 12 --out " + q(dir() / "mpi_bad"),
                      dir());
