@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <loranull/io/gnuplot.hpp>
 #include <loranull/io/safetensors.hpp>
 
 #include "family_fixtures.hpp"

@@ -51,6 +51,8 @@ TEST_CASE("every family from text: the loss falls, --train B (the lora-null-v2 d
         CHECK(config["lora_alpha"] == built_config["lora_alpha"]);
         CHECK(!fs::exists(run / "adapter" / "residual_model.safetensors"));
         CHECK(!fs::exists(run / "checkpoint"));
+        CHECK(test::line_count(test::slurp(run / "loss.csv")) == 13);
+        if (io::gnuplot_available()) CHECK(fs::exists(run / "loss.png"));
     }
 }
 
@@ -138,6 +140,16 @@ TEST_CASE("--export plain on the unmodified base computes the trained model (bui
     auto nll = [](const std::string& out) { return std::stod(out.substr(out.find("nll ") + 4)); };
     CHECK(nll(plain.out) == doctest::Approx(nll(residual.out)).epsilon(1e-5));
     CHECK(std::abs(nll(before.out) - nll(residual.out)) > 1e-4);  // training changed the model
+    // Any PEFT adapter on an unmodified base trains too: the plain one, A and B (its default).
+    const fs::path again = dir() / "plain_again";
+    fs::remove_all(again);
+    r = finetune("--model " + q(base) + " --adapter " + q(run / "adapter-plain") + " --data " + q(files().train) +
+                 " --seq-len 12 --steps 5 --batch 4 --lr 0.01 --out " + q(again));
+    REQUIRE_MESSAGE(r.status == 0, r.err);
+    CHECK(read_json(again / "finetune.json")["train"] == "AB");
+    const std::vector<double> loss = losses(again);
+    CHECK(loss.back() < loss.front());
+    CHECK(read_json(again / "adapter" / "adapter_config.json")["r"] == 8);  // rank 2r
 }
 
 TEST_CASE("bad inputs: one line on stderr and a non-zero exit") {

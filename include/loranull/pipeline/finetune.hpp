@@ -368,7 +368,10 @@ private:
                 for (ProjectionKind kind : all_projections)
                     if (const auto& p = model.blocks[std::size_t(l)][kind]; p.lora)
                         exporter.add("model.layers." + std::to_string(l) + "." + projection_path(kind), *p.lora);
-            exporter.set_metadata("loranull.method", method);
+            // The method names the residual adapter's initialisation; the plain
+            // one is a conversion (its A is [A; A0], no null space): named apart,
+            // so that fine-tuning it again does not default to --train B.
+            exporter.set_metadata(mode == io::PeftMode::residual ? "loranull.method" : "loranull.converted_from", method);
             exporter.set_metadata("loranull.train", trainable_name(trainable));
             exporter.set_metadata("loranull.data", data_.source.dump());
             exporter.write(dir);
