@@ -62,18 +62,25 @@ struct BuildTimings {
     }
 };
 
+/// The checkpoint in a settings record: its config's hash and each file's
+/// fingerprint (header, size, sampled data), so that a checkpoint rewritten
+/// since a run began does not resume it. Shared by the builder and the fine-tuning.
+inline void record_checkpoint(nlohmann::json& settings, io::HfCheckpointReader& checkpoint) {
+    nlohmann::json files = nlohmann::json::object();
+    for (const std::string& f : checkpoint.files()) files[f] = checkpoint.reader(f).fingerprint();
+    settings["model_config"] = text_hash(checkpoint.config_json().dump());
+    settings["model_files"] = files;
+}
+
 /// Everything the outputs depend on: the checkpoint (its config and each
 /// file's fingerprint: header, size, sampled data), the calibration
 /// file's hash and the selection from it, and every
 /// option that changes a number in the outputs.
 inline nlohmann::json settings_json(const BuildOptions& o, const std::vector<Index>& layers,
                                     io::HfCheckpointReader& checkpoint, const CalibrationTokens& calibration, Index batch) {
-    nlohmann::json files = nlohmann::json::object();  // a checkpoint rewritten since the run began does not resume it
-    for (const std::string& f : checkpoint.files()) files[f] = checkpoint.reader(f).fingerprint();
     nlohmann::json s = nlohmann::json::object();
     s["format"] = settings_format;
-    s["model_config"] = text_hash(checkpoint.config_json().dump());
-    s["model_files"] = files;
+    record_checkpoint(s, checkpoint);
     s["calib"] = o.has_calibration() ? nlohmann::json(calibration.hash) : nlohmann::json(nullptr);
     if (!o.calib_text.empty()) {  // how the text became windows: all of it decides the tokens
         nlohmann::json sampling = calibration.source;

@@ -252,12 +252,9 @@ private:
 
     nlohmann::json settings_json(io::HfCheckpointReader& checkpoint, Trainable trainable,
                                  const FinetuneSchedule& schedule) const {
-        nlohmann::json files = nlohmann::json::object();
-        for (const std::string& f : checkpoint.files()) files[f] = checkpoint.reader(f).fingerprint();
         nlohmann::json s = nlohmann::json::object();
         s["format"] = finetune_format;
-        s["model_config"] = text_hash(checkpoint.config_json().dump());
-        s["model_files"] = files;
+        record_checkpoint(s, checkpoint);
         s["adapter_config"] = file_hash(std::filesystem::path(o_.adapter) / "adapter_config.json");
         s["adapter_weights"] = file_hash(std::filesystem::path(o_.adapter) / "adapter_model.safetensors");
         nlohmann::json data = data_.source;
